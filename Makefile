@@ -1,0 +1,56 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh Debian machine:
+# they install the Debian packages (when run as root), create .venv, install torch
+# first (a plain torch requirement would pull a multi-GB CUDA build), then the package.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+DEB_PACKAGES := libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng sox ffmpeg prometheus
+SECONDS ?= 60
+EVAL_SECONDS ?= 600
+
+.PHONY: all system venv dev demo test bench eval clean
+
+all: demo
+
+system:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "missing Debian packages:$$missing (run: sudo make system)" >&2; exit 1; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+venv: system $(VENV)/.installed
+dev: system $(VENV)/.installed-test
+
+demo: venv
+	$(VENV)/bin/streamssl demo --seconds $(SECONDS)
+
+test: dev
+	$(PY) -m pytest -q
+
+bench: venv
+	$(VENV)/bin/streamssl bench --json bench/results.json
+
+eval: venv
+	$(VENV)/bin/streamssl data speech --out runs/eval-data
+	$(VENV)/bin/streamssl demo --seconds $(EVAL_SECONDS) --out runs/eval-train --no-live
+	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

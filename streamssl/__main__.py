@@ -1,0 +1,3 @@
+from streamssl.cli import main
+
+raise SystemExit(main())

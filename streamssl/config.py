@@ -1,0 +1,337 @@
+"""Typed, validated configuration: every hyper-parameter and endpoint in one place.
+
+A config is a TOML file with one table per section below, overridden from the command
+line with ``--set section.field=value`` (commands also map their own flags onto
+fields). Every field declares its type and constraint; a bad value fails at start with
+one line that names the field and what is allowed (``ConfigError``), and commands turn
+that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+ENDPOINT_RE = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})|ipc://.+|inproc://.+)$")
+SOURCE_KINDS = ("mic", "file", "ffmpeg", "stdin", "speech", "synth")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message is one line for the user."""
+
+
+# --- field helpers ----------------------------------------------------------------
+
+
+def _f(default: Any, *, check: Callable[[Any], str | None] | None = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+def positive(v) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def non_negative(v) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def in_range(lo, hi) -> Callable[[Any], str | None]:
+    return lambda v: None if lo <= v <= hi else f"must be in [{lo}, {hi}]"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"allowed values: {', '.join(choices)}"
+
+
+def endpoint(v: str) -> str | None:
+    if not v:
+        return None  # empty means "disabled" where a section allows it
+    m = ENDPOINT_RE.match(v)
+    if not m:
+        return "must look like tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+    if m.group(3) is not None and not 0 < int(m.group(3)) < 65536:
+        return "port must be in 1..65535"
+    return None
+
+
+def source_spec(v: str) -> str | None:
+    kind = v.split(":", 1)[0]
+    if kind not in SOURCE_KINDS:
+        return f"unknown source {kind!r}; allowed: mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
+    if kind in ("file", "ffmpeg") and not v[len(kind) + 1 :]:
+        return f"{kind}: needs a path or URL, e.g. {kind}:/path/to/audio.wav"
+    if kind == "file" and not Path(v[5:]).expanduser().is_file():
+        return f"file {v[5:]!r} does not exist"
+    return None
+
+
+def existing_file_or_empty(v: str) -> str | None:
+    return None if not v or Path(v).expanduser().is_file() else f"file {v!r} does not exist"
+
+
+def writable_dir_or_empty(v: str) -> str | None:
+    if not v:
+        return None
+    p = Path(v).expanduser()
+    parent = p if p.exists() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if p.exists() and not p.is_dir():
+        return f"{v!r} exists and is not a directory"
+    import os
+
+    return None if os.access(parent, os.W_OK) else f"{v!r} is not writable"
+
+
+def port(v: int) -> str | None:
+    return None if 0 <= v < 65536 else "must be a port in 0..65535 (0 disables)"
+
+
+def stream_id(v: str) -> str | None:
+    raw = v.encode("utf-8")
+    return None if 0 < len(raw) <= 32 and "\x00" not in v else "must be 1..32 UTF-8 bytes"
+
+
+# --- sections ---------------------------------------------------------------------
+
+
+@dataclass
+class TransportConfig:
+    """ZeroMQ socket options shared by every daemon."""
+
+    hwm: int = _f(1000, check=positive, doc="send/receive high-water mark, in messages")
+    linger_ms: int = _f(200, check=non_negative, doc="how long close() waits for unsent messages")
+    max_message_bytes: int = _f(16 * 1024 * 1024, check=positive, doc="larger messages are refused by libzmq")
+    heartbeat_ms: int = _f(2000, check=non_negative, doc="ZMTP heartbeat interval (0 = off)")
+    reconnect_max_ms: int = _f(2000, check=non_negative, doc="cap on reconnect back-off")
+    curve_secret_key: str = _f("", check=existing_file_or_empty, doc="own secret certificate (streamssl keys)")
+    curve_server_key: str = _f("", check=existing_file_or_empty, doc="server public certificate (clients)")
+    curve_authorized_dir: str = _f("", doc="directory of client public certificates a server accepts")
+    allow_insecure_bind: bool = _f(False, doc="permit binding beyond loopback without CURVE")
+
+
+@dataclass
+class CaptureConfig:
+    """The capture daemon: where audio comes from and where it goes."""
+
+    source: str = _f("speech", check=source_spec, doc="mic[:DEVICE] | file:PATH | ffmpeg:URL | stdin | speech | synth")
+    stream_id: str = _f("default", check=stream_id)
+    connect: str = _f("tcp://127.0.0.1:5555", check=endpoint, doc="learner audio endpoint")
+    sample_rate: int = _f(16000, check=in_range(8000, 192000))
+    channels: int = _f(1, check=in_range(1, 32))
+    window_ms: int = _f(500, check=in_range(10, 10000))
+    dtype: str = _f("int16", check=one_of("int16", "float32"))
+    queue_windows: int = _f(64, check=positive, doc="bound of the queue between source and socket")
+    realtime: bool = _f(True, doc="pace file/synth/speech sources at real time")
+    loop: bool = _f(False, doc="loop file sources")
+    seed: int = _f(0, doc="seed for the speech/synth generators")
+    metrics_port: int = _f(9109, check=port)
+    metrics_host: str = _f("127.0.0.1")
+    max_seconds: float = _f(0.0, check=non_negative, doc="stop after this much audio (0 = run forever)")
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front end."""
+
+    sample_rate: int = _f(16000, check=in_range(8000, 48000))
+    n_mels: int = _f(64, check=in_range(16, 128))
+    win_ms: float = _f(25.0, check=positive)
+    hop_ms: float = _f(10.0, check=positive)
+    f_min: float = _f(0.0, check=non_negative)
+    f_max: float = _f(8000.0, check=positive)
+    norm_momentum: float = _f(0.01, check=in_range(0.0, 1.0), doc="EMA rate of per-bin running statistics")
+
+
+@dataclass
+class ModelConfig:
+    """Encoder f (causal convs) and context g (GRU or causal transformer)."""
+
+    encoder_channels: int = _f(256, check=positive)
+    encoder_layers: int = _f(3, check=in_range(1, 16))
+    kernel_size: int = _f(3, check=in_range(1, 15))
+    context: str = _f("gru", check=one_of("gru", "transformer"))
+    context_dim: int = _f(256, check=positive)
+    context_layers: int = _f(1, check=in_range(1, 12))
+    transformer_heads: int = _f(4, check=positive)
+    projection_dim: int = _f(128, check=positive)
+
+
+@dataclass
+class ObjectiveConfig:
+    """Loss weights and hyper-parameters; a weight of 0 switches an objective off."""
+
+    apc_weight: float = _f(1.0, check=non_negative)
+    apc_shift: int = _f(3, check=in_range(1, 100))
+    cpc_weight: float = _f(1.0, check=non_negative)
+    cpc_steps: int = _f(12, check=in_range(1, 100))
+    cpc_negatives: int = _f(16, check=positive)
+    moco_weight: float = _f(1.0, check=non_negative)
+    moco_momentum: float = _f(0.99, check=in_range(0.0, 1.0))
+    moco_queue: int = _f(4096, check=positive)
+    moco_temperature: float = _f(0.2, check=positive)
+    moco_exclude_recent_s: float = _f(5.0, check=non_negative, doc="same-stream keys this recent are not negatives")
+    moco_crop_fraction: float = _f(0.8, check=in_range(0.1, 1.0))
+
+
+@dataclass
+class LearnerConfig:
+    """The learner daemon and its online update policy."""
+
+    audio_bind: str = _f("tcp://127.0.0.1:5555", check=endpoint)
+    embeddings_bind: str = _f("tcp://127.0.0.1:5556", check=endpoint)
+    metrics_port: int = _f(9108, check=port)
+    metrics_host: str = _f("127.0.0.1")
+    device: str = _f("auto", check=one_of("auto", "cpu", "cuda"))
+    window_s: float = _f(1.0, check=positive, doc="length of the windows the model trains on")
+    batch_max: int = _f(32, check=positive, doc="most new windows in one step (adaptive batching)")
+    max_backlog: int = _f(256, check=positive, doc="queued windows beyond this are shed oldest-first")
+    replay_size: int = _f(512, check=non_negative)
+    replay_policy: str = _f("fifo", check=one_of("fifo", "reservoir"))
+    replay_per_step: int = _f(8, check=non_negative)
+    optimizer: str = _f("adamw", check=one_of("adamw", "rmsprop"))
+    lr: float = _f(1e-3, check=positive)
+    weight_decay: float = _f(0.01, check=non_negative)
+    grad_clip: float = _f(1.0, check=positive)
+    seed: int = _f(0)
+    per_frame_embeddings: bool = _f(False)
+    checkpoint_dir: str = _f("", check=writable_dir_or_empty, doc="empty = no checkpoints")
+    checkpoint_interval_s: float = _f(300.0, check=positive)
+    checkpoint_keep: int = _f(3, check=positive)
+
+
+@dataclass
+class DriftConfig:
+    """Representation drift and collapse monitoring."""
+
+    probe_size: int = _f(64, check=non_negative)
+    check_every: int = _f(50, check=positive, doc="updates between probe re-embeddings")
+    adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0))
+    ph_threshold: float = _f(50.0, check=positive)
+
+
+SECTIONS: dict[str, type] = {
+    "transport": TransportConfig,
+    "capture": CaptureConfig,
+    "features": FeatureConfig,
+    "model": ModelConfig,
+    "objectives": ObjectiveConfig,
+    "learner": LearnerConfig,
+    "drift": DriftConfig,
+}
+
+
+@dataclass
+class Config:
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+# --- loading ----------------------------------------------------------------------
+
+
+def _coerce(name: str, typ: str, value: Any) -> Any:
+    """Turn a TOML value or a command-line string into the field's declared type."""
+    from_cli = isinstance(value, str) and typ != "str"
+    try:
+        if typ == "bool":
+            if isinstance(value, bool):
+                return value
+            if from_cli and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if from_cli and value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+            if out != out or out in (float("inf"), float("-inf")):
+                raise ValueError
+            return out
+        if typ == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{name} = {value!r}: expected {typ}")
+
+
+def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
+    if section not in SECTIONS:
+        raise ConfigError(f"[{section}]: unknown section; allowed: {', '.join(SECTIONS)}")
+    obj = getattr(cfg, section)
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    name = f"{section}.{key}"
+    if key not in fields:
+        raise ConfigError(f"{name}: unknown field; allowed: {', '.join(fields)}")
+    setattr(obj, key, _coerce(name, str(fields[key].type), value))
+
+
+def validate(cfg: Config) -> Config:
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for f in dataclasses.fields(obj):
+            check = f.metadata.get("check")
+            value = getattr(obj, f.name)
+            problem = check(value) if check else None
+            if problem:
+                raise ConfigError(f"{section}.{f.name} = {value!r}: {problem}")
+    if cfg.features.f_max > cfg.features.sample_rate / 2:
+        raise ConfigError(
+            f"features.f_max = {cfg.features.f_max}: must be <= sample_rate/2 = {cfg.features.sample_rate / 2}"
+        )
+    if cfg.features.hop_ms > cfg.features.win_ms:
+        raise ConfigError(f"features.hop_ms = {cfg.features.hop_ms}: must be <= features.win_ms")
+    if cfg.model.context == "transformer" and cfg.model.context_dim % cfg.model.transformer_heads:
+        raise ConfigError(
+            f"model.transformer_heads = {cfg.model.transformer_heads}: must divide model.context_dim = {cfg.model.context_dim}"
+        )
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, str, str]:
+    """``section.key=value`` -> (section, key, value)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected section.field=value, e.g. capture.window_ms=250")
+    lhs, value = text.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    return section, key, value.strip()
+
+
+def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read a TOML config (or the defaults), apply ``section.key=value`` overrides, validate."""
+    cfg = Config()
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"--config {str(path)!r}: file does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{p}: top-level key {section!r} must be a [section] table")
+            for key, value in table.items():
+                _apply(cfg, section, key, value)
+    for text in overrides:
+        _apply(cfg, *parse_override(text))
+    return validate(cfg)

@@ -1,0 +1,161 @@
+"""Every Prometheus metric the daemons export, defined once.
+
+Dashboards, alert rules and tests refer to these names; keeping them in one module
+makes the list reviewable. Each daemon gets its own ``CollectorRegistry`` (no global
+state, no multiprocess mode) and serves it on its own ``/metrics`` port.
+Names follow node_exporter: ``streamssl_<thing>_<unit>``; prometheus-client appends
+``_total`` to counters itself.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+# Latency of live audio is tens of ms to seconds, not web-request sized.
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+UPDATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def serve(registry: CollectorRegistry, host: str, port: int):
+    """Serve ``registry`` on http://host:port/metrics; port 0 disables. Returns (server, thread) or None."""
+    if port == 0:
+        return None
+    return start_http_server(port, addr=host, registry=registry)
+
+
+class CaptureMetrics:
+    """What a capture daemon exports: is audio leaving, and is any being lost."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry()
+        self.windows_sent = Counter(
+            "streamssl_capture_windows_sent", "Audio windows handed to the socket", ["stream"], registry=r
+        )
+        self.bytes_sent = Counter(
+            "streamssl_capture_sent_bytes", "Payload and header bytes handed to the socket", ["stream"], registry=r
+        )
+        self.audio_seconds = Counter(
+            "streamssl_capture_audio_seconds", "Seconds of audio read from the source", ["stream"], registry=r
+        )
+        self.overflows = Counter(
+            "streamssl_capture_input_overflows", "Input overflows reported by the audio device", ["stream"], registry=r
+        )
+        self.dropped = Counter(
+            "streamssl_capture_windows_dropped",
+            "Windows lost before reaching the socket (queue_full: source outran the sender; "
+            "hwm: learner absent or slow)",
+            ["stream", "reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "streamssl_capture_queue_windows", "Windows waiting between source and socket", ["stream"], registry=r
+        )
+        self.source_errors = Counter(
+            "streamssl_capture_source_errors", "Source failures (the daemon retries or ends)", ["stream"], registry=r
+        )
+        self.up = Gauge("streamssl_capture_up", "1 while the source is producing audio", ["stream"], registry=r)
+        self.info = Info("streamssl_capture", "Capture daemon build and source", registry=r)
+
+
+class LearnerMetrics:
+    """What the learner daemon exports: input, learning, latency, health and drift."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry()
+        # input
+        self.windows_received = Counter(
+            "streamssl_learner_windows_received", "Valid audio windows received", ["stream"], registry=r
+        )
+        self.audio_seconds = Counter(
+            "streamssl_learner_audio_seconds", "Seconds of audio received", ["stream"], registry=r
+        )
+        self.rejected = Counter(
+            "streamssl_learner_messages_rejected", "Malformed messages rejected, by reason", ["reason"], registry=r
+        )
+        self.seq_gaps = Counter(
+            "streamssl_learner_sequence_gaps", "Gaps in a stream's seq (each gap once)", ["stream"], registry=r
+        )
+        self.missing_windows = Counter(
+            "streamssl_learner_missing_windows", "Windows missing inside seq gaps", ["stream"], registry=r
+        )
+        self.sessions = Counter(
+            "streamssl_learner_stream_sessions", "Capture sessions seen (restarts start a new one)", ["stream"],
+            registry=r,
+        )
+        self.shed = Counter(
+            "streamssl_learner_windows_shed", "Windows shed oldest-first because the backlog was full", ["stream"],
+            registry=r,
+        )
+        self.backlog = Gauge("streamssl_learner_backlog_windows", "Windows waiting for the learner", registry=r)
+        # learning
+        self.updates = Counter("streamssl_learner_updates", "Optimizer steps taken", registry=r)
+        self.nonfinite = Counter(
+            "streamssl_learner_nonfinite_steps", "Steps skipped because the loss was NaN or Inf", registry=r
+        )
+        self.loss = Gauge("streamssl_learner_loss", "Last loss value per objective", ["objective"], registry=r)
+        self.model_step = Gauge("streamssl_learner_model_step", "Optimizer step of the published model", registry=r)
+        self.update_seconds = Histogram(
+            "streamssl_learner_update_duration_seconds", "Wall time of one update step", buckets=UPDATE_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamssl_learner_batch_windows", "Windows per update (new + replay)", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.rtf = Gauge(
+            "streamssl_learner_realtime_factor",
+            "Audio seconds processed per wall second, over the last minute (>= 1 keeps up)", registry=r,
+        )
+        self.queue_fill = Gauge("streamssl_learner_moco_queue_fill_ratio", "MoCo key queue fill, 0..1", registry=r)
+        self.lr = Gauge("streamssl_learner_learning_rate", "Current learning rate", registry=r)
+        self.grad_norm = Gauge("streamssl_learner_grad_norm", "Gradient norm before clipping", registry=r)
+        # output
+        self.embeddings_published = Counter(
+            "streamssl_learner_embeddings_published", "Embedding frames published", ["stream"], registry=r
+        )
+        self.latency = Histogram(
+            "streamssl_learner_embedding_latency_seconds",
+            "Capture time of a window's last sample to its embedding being published", buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # health
+        self.checkpoint_timestamp = Gauge(
+            "streamssl_learner_last_checkpoint_timestamp_seconds", "Unix time of the last good checkpoint",
+            registry=r,
+        )
+        self.checkpoint_errors = Counter(
+            "streamssl_learner_checkpoint_errors", "Checkpoint writes that failed (previous one kept)", registry=r
+        )
+        self.embedding_spread = Gauge(
+            "streamssl_learner_embedding_spread",
+            "Mean per-dimension std of L2-normalised recent embeddings (near 0 = collapse)", registry=r,
+        )
+        self.memory = Gauge("streamssl_learner_memory_bytes", "Resident memory of the process", registry=r)
+        self.device_memory = Gauge(
+            "streamssl_learner_device_memory_bytes", "Accelerator memory allocated (0 on CPU)", registry=r
+        )
+        # drift
+        self.cka = Gauge(
+            "streamssl_learner_probe_cka",
+            "Linear CKA of probe-set embeddings against a reference (1 = same geometry)", ["reference"],
+            registry=r,
+        )
+        self.drift_detections = Counter(
+            "streamssl_learner_drift_detections", "Drift detections by signal and detector", ["signal", "detector"],
+            registry=r,
+        )
+        self.drift_signal = Gauge(
+            "streamssl_learner_drift_signal", "Last value fed to the drift detectors", ["signal"], registry=r
+        )
+        self.info = Info("streamssl_learner", "Learner build, model and device", registry=r)
+
+    def observe_process_memory(self) -> None:
+        """Resident set size from /proc (Linux); no psutil needed."""
+        try:
+            with open(f"/proc/{os.getpid()}/statm") as f:
+                rss_pages = int(f.read().split()[1])
+            self.memory.set(rss_pages * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, IndexError):
+            pass
