@@ -1,0 +1,143 @@
+"""Labelled evaluation sets: generated with espeak-ng, read back from a directory tree.
+
+A labelled set is a directory ``DIR/<label 1>/<label 2>/.../<n>.wav``: every directory
+level is one kind of label (for generated speech: speaker, then word), and the file is
+one utterance. A ``labels.json`` at the root names the levels; without it they are
+called ``level1``, ``level2``, ... so any tree of WAV files can be probed.
+
+Speech comes from espeak-ng (``streamssl.espeak``) so that users and CI can rebuild the
+same set without downloads: voices are the speakers, a fixed vocabulary gives the
+words, and each repeat varies speaking rate and pitch so that a probe cannot win by
+memorising one waveform per class.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from streamssl.espeak import BASE_VOICES, VARIANTS, synthesize
+
+# Short, frequent English words: digits plus commands, so word identity is a real
+# phonetic distinction and not a length cue alone.
+VOCABULARY = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+)
+LABELS_FILE = "labels.json"
+SPEECH_KINDS = ("speaker", "word")
+
+
+def speaker_voices(n: int) -> list[str]:
+    """``n`` espeak voices that differ in accent *and* timbre from their neighbours.
+
+    Stepping base voice and variant together (5 and 8 are coprime) visits all 40
+    combinations before repeating, so small sets never hold two variants of one accent.
+    """
+    total = len(BASE_VOICES) * len(VARIANTS)
+    if not 1 <= n <= total:
+        raise ValueError(f"--speakers must be in 1..{total}, got {n}")
+    return [f"{BASE_VOICES[i % len(BASE_VOICES)]}+{VARIANTS[i % len(VARIANTS)]}" for i in range(n)]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One file of a labelled set: where it is and its label of each kind."""
+
+    path: Path
+    labels: dict[str, str]
+
+
+@dataclass
+class LabelledSet:
+    """The utterances of a labelled directory and the names of its label kinds."""
+
+    root: Path
+    kinds: tuple[str, ...]
+    utterances: list[Utterance]
+
+    def labels(self, kind: str) -> list[str]:
+        return [u.labels[kind] for u in self.utterances]
+
+    def load_audio(self, sample_rate: int) -> list[np.ndarray]:
+        """Every utterance as mono float32 at ``sample_rate`` (resampled linearly if needed)."""
+        out = []
+        for u in self.utterances:
+            x, rate = sf.read(u.path, dtype="float32", always_2d=True)
+            x = x.mean(axis=1).astype(np.float32)
+            if rate != sample_rate:
+                n = int(round(len(x) * sample_rate / rate))
+                x = np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
+            out.append(x)
+        return out
+
+
+def generate_speech(
+    out: str | Path,
+    *,
+    speakers: int = 8,
+    words: int = 10,
+    repeats: int = 10,
+    sample_rate: int = 16000,
+    seed: int = 0,
+    workers: int = 4,
+) -> LabelledSet:
+    """Write ``speakers x words x repeats`` utterances to ``out/<speaker>/<word>/<n>.wav``.
+
+    Rate and pitch are drawn per utterance from a seeded generator, so the same
+    arguments give the same set. espeak-ng runs as a subprocess, so a few threads keep
+    both cores busy without the GIL in the way.
+    """
+    if not 1 <= words <= len(VOCABULARY):
+        raise ValueError(f"--words must be in 1..{len(VOCABULARY)}, got {words}")
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    root = Path(out)
+    rng = random.Random(seed)
+    jobs = []
+    for voice in speaker_voices(speakers):
+        for word in VOCABULARY[:words]:
+            for n in range(repeats):
+                wpm, pitch = rng.randint(120, 220), rng.randint(25, 75)
+                jobs.append((root / voice / word / f"{n}.wav", word, voice, wpm, pitch))
+
+    def make(job: tuple) -> None:
+        path, word, voice, wpm, pitch = job
+        x = synthesize(word, voice=voice, sample_rate=sample_rate, words_per_minute=wpm, pitch=pitch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, x, sample_rate, subtype="PCM_16")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(make, jobs))
+    (root / LABELS_FILE).write_text(json.dumps({"kinds": list(SPEECH_KINDS), "sample_rate": sample_rate}) + "\n")
+    return load_labelled(root)
+
+
+def load_labelled(root: str | Path) -> LabelledSet:
+    """Read a labelled tree; every WAV must sit at the same depth below ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    files = sorted(p for p in root.rglob("*.wav") if p.is_file())
+    if not files:
+        raise ValueError(f"{root}: no .wav files found")
+    depths = {len(p.relative_to(root).parts) - 1 for p in files}
+    if len(depths) != 1 or 0 in depths:
+        raise ValueError(f"{root}: WAV files must all sit at the same depth >= 1 (found depths {sorted(depths)})")
+    depth = depths.pop()
+    meta = root / LABELS_FILE
+    kinds: tuple[str, ...] = tuple(f"level{i + 1}" for i in range(depth))
+    if meta.is_file():
+        named = tuple(json.loads(meta.read_text()).get("kinds", ()))
+        if len(named) == depth:
+            kinds = named
+    utterances = [
+        Utterance(p, dict(zip(kinds, p.relative_to(root).parts[:-1]))) for p in files
+    ]
+    return LabelledSet(root, kinds, utterances)
