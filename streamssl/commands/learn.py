@@ -1,0 +1,41 @@
+"""``streamssl learn``: the long-running online learner daemon."""
+
+from __future__ import annotations
+
+import argparse
+
+from streamssl import config
+from streamssl.cli import add_config_arguments
+
+FLAGS = {  # command-line flag -> config field it overrides
+    "audio_bind": "learner.audio_bind",
+    "embeddings_bind": "learner.embeddings_bind",
+    "metrics_port": "learner.metrics_port",
+    "checkpoint_dir": "learner.checkpoint_dir",
+    "checkpoint_interval": "learner.checkpoint_interval_s",
+    "device": "learner.device",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--audio-bind", help="PULL endpoint captures push to (default tcp://127.0.0.1:5555)")
+    p.add_argument("--embeddings-bind", help="PUB endpoint subscribers connect to (default tcp://127.0.0.1:5556)")
+    p.add_argument("--metrics-port", help="/metrics port (default 9108; 0 disables)")
+    p.add_argument("--checkpoint-dir", help="where checkpoints and metrics.jsonl go; resumes from the newest")
+    p.add_argument("--checkpoint-interval", help="seconds between checkpoints (also written on SIGTERM)")
+    p.add_argument("--device", help="auto | cpu | cuda")
+
+
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """Turn given flags into ``section.field=value`` overrides so validation has one path."""
+    return [f"{field}={getattr(args, name)}" for name, field in flags.items() if getattr(args, name) is not None]
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config.load(args.config, [*args.overrides, *flag_overrides(args, FLAGS)])
+    from streamssl.learner_daemon import LearnerDaemon, install_signal_handlers
+
+    daemon = LearnerDaemon(cfg)
+    install_signal_handlers(daemon)
+    return daemon.run()

@@ -1,0 +1,252 @@
+"""The learner daemon: sockets and bookkeeping around ``OnlineLearner``.
+
+One loop, no threads of its own: drain every audio message that arrived (the intake
+validates, tracks sequences and bounds the backlog), take what queued up as one batch,
+publish its embeddings *first* (subscribers' latency excludes the backward pass), then
+take one optimizer step, feed the drift monitor, and checkpoint on an interval. Input
+can never crash it: a bad message is a counted rejection, a non-finite loss a counted
+skipped step, a failed checkpoint write a counted error with the previous one kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from streamssl import __version__, checkpoint, wire
+from streamssl.config import Config
+from streamssl.intake import Intake
+from streamssl.metrics import LearnerMetrics, serve
+from streamssl.transport import make_socket, start_authenticator
+
+log = logging.getLogger(__name__)
+
+RTF_WINDOW_S = 60.0
+HISTORY_EVERY_S = 1.0
+OBJECTIVES = ("apc", "cpc", "moco", "total")
+
+
+class LearnerDaemon:
+    """Receives audio, publishes embeddings, learns; ``run()`` until ``stop()``."""
+
+    def __init__(self, cfg: Config, metrics: LearnerMetrics | None = None):
+        import torch  # deferred: the CLI imports this module only for `streamssl learn`
+
+        from streamssl.device import resolve_device
+        from streamssl.drift import DriftMonitor
+        from streamssl.learner import OnlineLearner
+
+        self.cfg = cfg
+        self.metrics = metrics or LearnerMetrics()
+        self._stop = threading.Event()
+        device = resolve_device(cfg.learner.device)
+        self.learner = OnlineLearner(cfg, device=str(device))
+        self.drift = DriftMonitor(cfg.drift, self.metrics, log=log)
+        self.intake = Intake(self.metrics, cfg.learner.max_backlog, on_new_session=self.learner.reset_stream)
+        self.probe: list[np.ndarray] = []  # fixed windows re-embedded to measure representation drift
+        self.checkpoint_dir = Path(cfg.learner.checkpoint_dir) if cfg.learner.checkpoint_dir else None
+        self.history = None
+        if self.checkpoint_dir:
+            from streamssl.report import History
+
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            self._resume()
+            self.history = History(self.checkpoint_dir / "metrics.jsonl")
+        self._rtf_log: collections.deque[tuple[float, float, float]] = collections.deque()
+        self._pending_losses: dict[str, list[float]] = collections.defaultdict(list)
+        self._last_history = time.monotonic()
+        self._last_checkpoint = time.monotonic()
+        self._torch = torch
+        self._init_metrics(str(device))
+
+    # --- set-up -------------------------------------------------------------------
+
+    def _init_metrics(self, device: str) -> None:
+        m = self.metrics
+        for name in OBJECTIVES:
+            m.loss.labels(name)
+        n_params = sum(p.numel() for p in self.learner.parameters()) if hasattr(self.learner, "parameters") else 0
+        m.info.info({
+            "version": __version__,
+            "model": f"{self.cfg.model.context}-{self.cfg.model.encoder_channels}x{self.cfg.model.encoder_layers}",
+            "parameters": str(n_params),
+            "device": device,
+        })
+        m.model_step.set(self.learner.step)
+        m.queue_fill.set(self.learner.queue_fill)
+
+    def _resume(self) -> None:
+        state = checkpoint.load_latest(self.checkpoint_dir)
+        if state is None:
+            log.info("no checkpoint in %s: starting from step 0", self.checkpoint_dir)
+            return
+        self.learner.load_state_dict(state["learner"])
+        extra = state.get("daemon", {})
+        self.intake.load_state_dict(extra.get("streams", {}))
+        self.probe = [p.numpy() if hasattr(p, "numpy") else np.asarray(p) for p in extra.get("probe", [])]
+        if "drift" in extra:
+            self.drift.load_state_dict(extra["drift"])
+        self.metrics.checkpoint_timestamp.set(float(state.get("saved_at", time.time())))
+        log.info("resumed from checkpoint at step %d", self.learner.step)
+
+    # --- the loop -----------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        cfg = self.cfg
+        ctx = zmq.Context()
+        auth = start_authenticator(ctx, cfg.transport)
+        audio = make_socket(ctx, zmq.PULL, cfg.transport, bind=cfg.learner.audio_bind)
+        pub = make_socket(ctx, zmq.PUB, cfg.transport, bind=cfg.learner.embeddings_bind)
+        server = serve(self.metrics.registry, cfg.learner.metrics_host, cfg.learner.metrics_port)
+        poller = zmq.Poller()
+        poller.register(audio, zmq.POLLIN)
+        log.info(
+            "learning: audio %s, embeddings %s, metrics %s:%d, step %d",
+            cfg.learner.audio_bind, cfg.learner.embeddings_bind, cfg.learner.metrics_host, cfg.learner.metrics_port,
+            self.learner.step,
+        )
+        try:
+            while not self._stop.is_set():
+                wait_ms = 0 if self.intake.backlog else 100
+                if poller.poll(wait_ms):
+                    self._drain(audio)
+                batch = self.intake.take(cfg.learner.batch_max)
+                if batch:
+                    self._process(batch, pub)
+                self._housekeeping()
+        finally:
+            self.save_checkpoint()
+            audio.close(0)
+            pub.close(cfg.transport.linger_ms)
+            if auth is not None:
+                auth.stop()
+            ctx.term()
+            if server is not None:
+                server[0].shutdown()
+        return 0
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        # Bounded so a flood cannot starve learning; the intake sheds beyond max_backlog.
+        for _ in range(4 * self.cfg.learner.max_backlog):
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            window = self.intake.offer(parts)
+            if window is not None and len(self.probe) < self.cfg.drift.probe_size:
+                if window.sample_rate == self.cfg.features.sample_rate:
+                    self.probe.append(window.mono_float().copy())
+
+    def _process(self, batch: list[wire.AudioWindow], pub: zmq.Socket) -> None:
+        m = self.metrics
+        started = time.perf_counter()
+        frames = self.learner.embed(batch)
+        now = time.time_ns()
+        for frame in frames:
+            frame = replace(frame, sent_ns=now)
+            try:
+                pub.send_multipart(wire.encode_embedding(frame), zmq.NOBLOCK, copy=False)
+            except zmq.Again:  # PUB does not block; kept for completeness
+                pass
+            m.embeddings_published.labels(frame.stream_id).inc()
+            m.latency.observe(max(0.0, (now - frame.capture_ns) / 1e9))
+        stats = self.learner.update(batch)
+        busy = time.perf_counter() - started
+        self._observe_step(stats, batch, frames, busy)
+
+    def _observe_step(self, stats, batch, frames, busy_s: float) -> None:
+        m = self.metrics
+        if stats.skipped:
+            m.nonfinite.inc()
+        else:
+            m.updates.inc()
+            for name, value in stats.losses.items():
+                m.loss.labels(name).set(value)
+                self._pending_losses[name].append(value)
+            self.drift.observe_loss(stats.losses["total"])
+        m.update_seconds.observe(stats.duration_s)
+        m.batch_size.observe(stats.batch_size)
+        m.lr.set(stats.lr)
+        m.grad_norm.set(stats.grad_norm)
+        m.model_step.set(self.learner.step)
+        m.queue_fill.set(self.learner.queue_fill)
+        for w in batch:
+            self.drift.observe_window(w.mono_float(), w.sample_rate)
+        if frames:
+            self.drift.observe_embeddings(np.stack([f.embedding for f in frames]))
+        if self.probe and self.drift.probe_due(self.learner.step):
+            self.drift.check_probe(self.learner.embed_segments(self._probe_array()))
+        audio_s = sum(w.duration_s for w in batch)
+        now = time.monotonic()
+        self._rtf_log.append((now, audio_s, busy_s))
+        while self._rtf_log and self._rtf_log[0][0] < now - RTF_WINDOW_S:
+            self._rtf_log.popleft()
+        busy_total = sum(b for _, _, b in self._rtf_log)
+        if busy_total > 0:
+            m.rtf.set(sum(a for _, a, _ in self._rtf_log) / busy_total)
+
+    def _probe_array(self) -> np.ndarray:
+        n = min(len(p) for p in self.probe)
+        return np.stack([p[:n] for p in self.probe]).astype(np.float32)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self.history is not None and now - self._last_history >= HISTORY_EVERY_S and self._pending_losses:
+            self._write_history()
+            self._last_history = now
+        if self.checkpoint_dir and now - self._last_checkpoint >= self.cfg.learner.checkpoint_interval_s:
+            self.save_checkpoint()
+        self.metrics.observe_process_memory()
+        if self._torch.cuda.is_available():
+            self.metrics.device_memory.set(self._torch.cuda.memory_allocated())
+
+    def _write_history(self) -> None:
+        cka = self.drift.last_cka if hasattr(self.drift, "last_cka") else {}
+        self.history.append({
+            "time": time.time(),
+            "step": self.learner.step,
+            "losses": {k: float(np.mean(v)) for k, v in self._pending_losses.items()},
+            "rtf": self.metrics.rtf._value.get(),  # noqa: SLF001 - the gauge is the one source of truth
+            "audio_seconds": sum(a for _, a, _ in self._rtf_log),
+            "cka_previous": cka.get("previous"),
+            "cka_initial": cka.get("initial"),
+            "detections": self.drift.pop_detections() if hasattr(self.drift, "pop_detections") else [],
+        })
+        self._pending_losses.clear()
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint now; a failure is counted and logged, never fatal."""
+        self._last_checkpoint = time.monotonic()
+        if not self.checkpoint_dir:
+            return None
+        extra = {
+            "streams": self.intake.state_dict(),
+            "probe": [self._torch.from_numpy(p) for p in self.probe],
+            "drift": self.drift.state_dict(),
+        }
+        try:
+            path = checkpoint.save(self.learner, self.checkpoint_dir, keep=self.cfg.learner.checkpoint_keep, extra=extra)
+        except (OSError, checkpoint.CheckpointError) as exc:
+            self.metrics.checkpoint_errors.inc()
+            log.error("checkpoint failed, previous one kept: %s", exc)
+            return None
+        self.metrics.checkpoint_timestamp.set(time.time())
+        log.info("checkpoint %s (step %d)", path, self.learner.step)
+        return path
+
+
+def install_signal_handlers(daemon: LearnerDaemon) -> None:
+    """SIGTERM/SIGINT end the loop, which then writes a final checkpoint."""
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
