@@ -1,0 +1,72 @@
+"""Audio sources: one module per kind, one spec string to pick one.
+
+``open_source("file:/a.wav", sample_rate=16000, block_frames=8000)`` returns a Source:
+an iterable of fixed-size ``Block``s (float32, (frames, channels), stamped with the
+wall-clock time of their last sample) at the source's own rate. Everything that can be
+known to be wrong before audio flows (unknown kind, missing file, no such device,
+missing tool) raises ``ConfigError`` here, so the daemon fails at start with one line;
+failures while running raise ``SourceError``.
+
+Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``speech``,
+``synth``.
+"""
+
+from __future__ import annotations
+
+from streamssl.config import SOURCE_KINDS, ConfigError
+from streamssl.sources.base import BaseSource, Block, Source, SourceError
+
+__all__ = ["Block", "Source", "SourceError", "BaseSource", "open_source", "parse_spec"]
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"file:/a.wav"`` -> ``("file", "/a.wav")``; ``"mic"`` -> ``("mic", "")``."""
+    kind, _, arg = spec.partition(":")
+    if kind not in SOURCE_KINDS:
+        raise ConfigError(
+            f"capture.source = {spec!r}: unknown source {kind!r}; allowed: "
+            "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
+        )
+    if kind in ("file", "ffmpeg") and not arg:
+        raise ConfigError(f"capture.source = {spec!r}: {kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav")
+    if kind in ("stdin", "speech", "synth") and arg:
+        raise ConfigError(f"capture.source = {spec!r}: {kind} takes no argument")
+    return kind, arg
+
+
+def open_source(
+    spec: str,
+    *,
+    sample_rate: int,
+    channels: int = 1,
+    block_frames: int,
+    realtime: bool = True,
+    loop: bool = False,
+    seed: int = 0,
+) -> Source:
+    """Build the source that ``spec`` names (see the module docstring)."""
+    kind, arg = parse_spec(spec)
+    common = dict(sample_rate=sample_rate, channels=channels, block_frames=block_frames, realtime=realtime)
+    if kind == "mic":
+        from streamssl.sources.mic import MicSource
+
+        return MicSource(arg, **common)
+    if kind == "file":
+        from streamssl.sources.file import FileSource
+
+        return FileSource(arg, loop=loop, **common)
+    if kind == "ffmpeg":
+        from streamssl.sources.ffmpeg import FfmpegSource
+
+        return FfmpegSource(arg, loop=loop, **common)
+    if kind == "stdin":
+        from streamssl.sources.stdin import StdinSource
+
+        return StdinSource(**common)
+    if kind == "speech":
+        from streamssl.sources.speech import SpeechSource
+
+        return SpeechSource(seed=seed, **common)
+    from streamssl.sources.synth import SynthSource
+
+    return SynthSource(seed=seed, **common)
