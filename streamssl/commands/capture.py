@@ -1,0 +1,65 @@
+"""``streamssl capture``: read an audio source and push windows to a learner.
+
+Command flags are turned into ``capture.*`` overrides applied after ``--config`` and
+``--set``, so a flag and a config file are validated by the same code and fail the
+same way (one line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from streamssl import config
+from streamssl.cli import add_config_arguments
+
+# flag dest -> config field
+_FLAGS = {
+    "source": "capture.source",
+    "connect": "capture.connect",
+    "window_ms": "capture.window_ms",
+    "stream_id": "capture.stream_id",
+    "metrics_port": "capture.metrics_port",
+    "sample_rate": "capture.sample_rate",
+    "channels": "capture.channels",
+    "dtype": "capture.dtype",
+    "max_seconds": "capture.max_seconds",
+    "seed": "capture.seed",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", help="mic[:DEVICE] | file:PATH | ffmpeg:URL_OR_PATH | stdin | speech | synth")
+    parser.add_argument("--connect", help="learner audio endpoint, e.g. tcp://127.0.0.1:5555")
+    parser.add_argument("--window-ms", help="window length in milliseconds")
+    parser.add_argument("--stream-id", help="stream name (1..32 bytes)")
+    parser.add_argument("--metrics-port", help="port of /metrics on capture.metrics_host (0 disables)")
+    parser.add_argument("--sample-rate", help="sample rate of the windows, Hz")
+    parser.add_argument("--channels", help="channels of the windows")
+    parser.add_argument("--dtype", help="int16 | float32 on the wire")
+    parser.add_argument("--max-seconds", help="stop after this much audio (0 = forever)")
+    parser.add_argument("--seed", help="seed of the speech/synth generators")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false", default=None,
+                        help="read file/stdin/ffmpeg/speech/synth as fast as consumed, with back-pressure instead of drops")
+    parser.add_argument("--loop", action="store_true", default=None, help="loop file/ffmpeg sources")
+    add_config_arguments(parser)
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` values followed by the command's own flags as ``section.field=value``."""
+    out = list(args.overrides)
+    for dest, name in _FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            out.append(f"{name}={value}")
+    if args.realtime is not None:
+        out.append(f"capture.realtime={str(args.realtime).lower()}")
+    if args.loop:
+        out.append("capture.loop=true")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamssl.capture import run_capture
+
+    cfg = config.load(args.config or None, overrides(args))
+    return run_capture(cfg)
