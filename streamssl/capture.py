@@ -49,6 +49,7 @@ log = logging.getLogger("streamssl.capture")
 
 DROP_REASONS = ("hwm", "queue_full", "device_queue_full")
 RESTART_BACKOFF_S = 1.0
+LOSSLESS_LINGER_MS = 10_000
 
 
 def window_frames(cfg: Config) -> int:
@@ -251,7 +252,7 @@ class Capture:
                     continue
                 depth.set(self.queue.qsize())
                 after_drop = 0 if self._send(sock, w, after_drop) else FLAG_AFTER_DROP
-            producer.join(timeout=5)
+            producer.join(timeout=2)  # a stdin read may never return; the thread is a daemon
             while True:  # windows put after the loop saw the queue empty
                 try:
                     w = self.queue.get_nowait()
@@ -260,7 +261,10 @@ class Capture:
                 after_drop = 0 if self._send(sock, w, after_drop) else FLAG_AFTER_DROP
             depth.set(0)
         finally:
-            sock.close(linger=self.cfg.transport.linger_ms)
+            # Offline (lossless) runs give the socket time to hand over what it still holds;
+            # live runs must not hang on an absent learner.
+            linger = self.cfg.transport.linger_ms
+            sock.close(linger=max(linger, LOSSLESS_LINGER_MS) if self.lossless else linger)
             ctx.term()
             if server is not None:
                 server[0].shutdown()
