@@ -53,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    # Parse the command name first, then let only that module add its arguments.
-    known, _ = parser.parse_known_args(argv)
-    module = importlib.import_module(known._module)
-    subparser = parser._subparsers._group_actions[0].choices[known.command]  # noqa: SLF001
-    module.add_arguments(subparser)
+    # Let only the chosen command's module add its arguments (so `streamssl capture`
+    # never imports torch); find the command name before argparse sees --help.
+    command = next((a for a in argv if a in COMMANDS), None)
+    if command is not None:
+        module = importlib.import_module(COMMANDS[command][0])
+        module.add_arguments(parser._subparsers._group_actions[0].choices[command])  # noqa: SLF001
     args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return int(module.run(args) or 0)
