@@ -27,13 +27,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(args: list[str], log_path: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(
+    args: list[str], log_path: str | os.PathLike, env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
+) -> subprocess.Popen:
     """Run ``python -m streamssl ARGS`` with output to ``log_path``."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamssl", *args], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=full_env,
+            stdin=subprocess.DEVNULL, env=full_env, cwd=cwd,
         )
     proc.log_path = str(log_path)  # type: ignore[attr-defined]
     return proc
@@ -66,7 +68,7 @@ def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> Samples:
     out: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
+            out[(s.name, frozenset(s.labels.items()))] = float(s.value)
     return out
 
 

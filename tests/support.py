@@ -13,31 +13,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
 import zmq
-from prometheus_client.parser import text_string_to_metric_families
 
 from streamssl.config import TransportConfig
+from streamssl.procs import spawn
 from streamssl.transport import make_socket
 
 REPO = Path(__file__).resolve().parent.parent
 
-Samples = dict[tuple[str, frozenset], float]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# One implementation for the demo, the benchmarks and the tests.
+from streamssl.procs import Samples, free_port, log_tail, metric, scrape  # noqa: E402,F401
 
 
 def free_endpoint() -> str:
@@ -56,23 +47,7 @@ def start_streamssl(
     if log_path is None:
         fd, log_path = tempfile.mkstemp(prefix="streamssl-", suffix=".log")
         os.close(fd)
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamssl", *args], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=full_env, cwd=REPO,
-        )
-    proc.log_path = str(log_path)  # type: ignore[attr-defined]
-    return proc
-
-
-def log_tail(proc: subprocess.Popen, lines: int = 40) -> str:
-    """The last ``lines`` lines a process started by ``start_streamssl`` wrote."""
-    try:
-        text = Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return spawn(list(args), log_path, env=env, cwd=REPO)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
@@ -93,23 +68,6 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15)
     if rc != 0:
         print(f"--- {proc.args} exited {rc}; log tail:\n{log_tail(proc)}")
     return rc
-
-
-def scrape(port: int, host: str = "127.0.0.1", timeout: float = 5) -> Samples:
-    """Fetch http://host:port/metrics; returns {(sample name, frozenset(labels)): value}."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as resp:
-        text = resp.read().decode()
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = float(s.value)
-    return out
-
-
-def metric(samples: Samples, name: str, **labels: str) -> float:
-    """Sum of the samples called ``name`` whose labels include ``labels`` (0.0 if none)."""
-    want = set(labels.items())
-    return sum(v for (n, lab), v in samples.items() if n == name and want <= lab)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05, message: str = "") -> object:
