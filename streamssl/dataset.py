@@ -8,7 +8,8 @@ called ``level1``, ``level2``, ... so any tree of WAV files can be probed.
 Speech comes from espeak-ng (``streamssl.espeak``) so that users and CI can rebuild the
 same set without downloads: voices are the speakers, a fixed vocabulary gives the
 words, and each repeat varies speaking rate and pitch so that a probe cannot win by
-memorising one waveform per class.
+memorising one waveform per class; level, onset and a noise floor vary too
+(``degrade``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ def speaker_voices(n: int) -> list[str]:
     if not 1 <= n <= total:
         raise ValueError(f"--speakers must be in 1..{total}, got {n}")
     return [f"{BASE_VOICES[i % len(BASE_VOICES)]}+{VARIANTS[i % len(VARIANTS)]}" for i in range(n)]
+
+
+def degrade(x: np.ndarray, sample_rate: int, *, gain_db: float, snr_db: float, pad_s: float, seed: int) -> np.ndarray:
+    """Level, onset and a white noise floor vary per utterance, as they would from a microphone.
+
+    Without this, espeak-ng's clean and perfectly repeatable output lets even pooled
+    log-mel separate words almost perfectly, and the probe could no longer tell a
+    learned representation from a lucky one.
+    """
+    rng = np.random.default_rng(seed)
+    pad = np.zeros(int(pad_s * sample_rate), np.float32)
+    x = np.concatenate([pad, x.astype(np.float32), pad[: len(pad) // 2]]) * np.float32(10 ** (gain_db / 20))
+    speech_rms = float(np.sqrt(np.mean(x**2))) or 1e-4
+    x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(speech_rms / 10 ** (snr_db / 20))
+    return np.clip(x, -1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -105,11 +121,14 @@ def generate_speech(
         for word in VOCABULARY[:words]:
             for n in range(repeats):
                 wpm, pitch = rng.randint(120, 220), rng.randint(25, 75)
-                jobs.append((root / voice / word / f"{n}.wav", word, voice, wpm, pitch))
+                gain_db, snr_db, pad_s = rng.uniform(-12, 0), rng.uniform(10, 30), rng.uniform(0, 0.3)
+                jobs.append((root / voice / word / f"{n}.wav", word, voice, wpm, pitch, gain_db, snr_db, pad_s,
+                             rng.randrange(2**32)))
 
     def make(job: tuple) -> None:
-        path, word, voice, wpm, pitch = job
+        path, word, voice, wpm, pitch, gain_db, snr_db, pad_s, noise_seed = job
         x = synthesize(word, voice=voice, sample_rate=sample_rate, words_per_minute=wpm, pitch=pitch)
+        x = degrade(x, sample_rate, gain_db=gain_db, snr_db=snr_db, pad_s=pad_s, seed=noise_seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, x, sample_rate, subtype="PCM_16")
 
