@@ -158,6 +158,7 @@ class ModelConfig:
     context_dim: int = _f(256, check=positive)
     context_layers: int = _f(1, check=in_range(1, 12))
     transformer_heads: int = _f(4, check=positive)
+    transformer_window: int = _f(100, check=in_range(1, 10000), doc="frames each transformer layer looks back")
     projection_dim: int = _f(128, check=positive)
 
 
@@ -210,8 +211,13 @@ class DriftConfig:
 
     probe_size: int = _f(64, check=non_negative)
     check_every: int = _f(50, check=positive, doc="updates between probe re-embeddings")
-    adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0))
-    ph_threshold: float = _f(50.0, check=positive)
+    warmup: int = _f(60, check=in_range(2, 100000), doc="observations per signal that fix its scale before detectors run")
+    adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0), doc="ADWIN confidence (smaller = fewer alarms, later)")
+    adwin_clock: int = _f(4, check=in_range(1, 1024), doc="ADWIN tests for a cut every this many observations")
+    ph_delta: float = _f(0.5, check=non_negative, doc="Page-Hinkley tolerance, in warm-up standard deviations")
+    ph_threshold: float = _f(10.0, check=positive, doc="Page-Hinkley alarm level, in warm-up standard deviations")
+    centroid_fading: float = _f(0.02, check=in_range(1e-6, 1.0), doc="EW rate of the running embedding centroid")
+    spread_window: int = _f(256, check=in_range(2, 100000), doc="recent embeddings the spread (collapse) gauge covers")
 
 
 SECTIONS: dict[str, type] = {
@@ -334,4 +340,21 @@ def load(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Confi
                 _apply(cfg, section, key, value)
     for text in overrides:
         _apply(cfg, *parse_override(text))
+    return validate(cfg)
+
+
+def from_dict(data: dict[str, dict[str, Any]]) -> Config:
+    """Rebuild a validated Config from ``Config.to_dict()`` (e.g. stored in a checkpoint).
+
+    Fields this build does not know are ignored, so a checkpoint from an older or newer
+    build still loads; missing ones keep their defaults.
+    """
+    cfg = Config()
+    for section, table in data.items():
+        if section not in SECTIONS:
+            continue
+        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key, value in table.items():
+            if key in known:
+                _apply(cfg, section, key, value)
     return validate(cfg)

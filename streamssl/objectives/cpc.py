@@ -1,0 +1,60 @@
+"""CPC — contrastive predictive coding (van den Oord et al., "Representation Learning with
+Contrastive Predictive Coding", 2018; loss layout after facebookresearch/CPC_audio).
+
+For each step k = 1..K a linear predictor W_k maps c_t to a guess of z_{t+k}; the guess
+must pick the true z_{t+k} out of N negatives drawn from other times *and other windows*
+of the batch (InfoNCE):
+
+    L_CPC = -1/K sum_k mean_{b,t} log  exp(s(b,t,k,pos)) / (exp(s(b,t,k,pos)) + sum_j exp(s(b,t,k,j)))
+    s(b,t,k,pos) = (W_k c_{b,t}) . z_{b,t+k},   s(b,t,k,j) = (W_k c_{b,t}) . z_{neg_j}
+
+Negatives: per step k one pool of N indices into the flattened (B*T) frames, shared by all
+(b, t) — one matmul instead of a (B, T, N, C) gather. A negative that happens to be the
+positive itself is masked out.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from streamssl.models.heads import StepPredictors
+
+
+def cpc_loss(preds: list[torch.Tensor], z: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:
+    """preds: K tensors (B, T, C) (W_k c_t for all t); z: (B, T, C); neg_idx: (K, N) long into B*T."""
+    b, t, ch = z.shape
+    flat = z.reshape(b * t, ch)
+    losses = []
+    for k, pred in enumerate(preds, start=1):
+        if t <= k:
+            break
+        p = pred[:, : t - k]  # (B, T-k, C)
+        pos = (p * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
+        neg = torch.matmul(p, flat[neg_idx[k - 1]].T)  # (B, T-k, N)
+        # index of each positive in the flattened frames, to mask it where drawn as negative
+        pos_index = (torch.arange(b, device=z.device)[:, None] * t + torch.arange(k, t, device=z.device)[None])
+        neg = neg.masked_fill(pos_index[:, :, None] == neg_idx[k - 1][None, None], float("-inf"))
+        logits = torch.cat([pos, neg], dim=-1)  # (B, T-k, 1+N)
+        target = torch.zeros(logits.shape[:2], dtype=torch.long, device=z.device)
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1)))
+    if not losses:
+        return z.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
+class CPC(nn.Module):
+    """Predictors W_1..W_K plus the InfoNCE criterion above."""
+
+    def __init__(self, context_dim: int, z_dim: int, steps: int, negatives: int):
+        super().__init__()
+        self.predictors = StepPredictors(context_dim, z_dim, steps)
+        self.steps = steps
+        self.negatives = negatives
+
+    def forward(self, c: torch.Tensor, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """c: (B, T, D); z: (B, T, C) -> scalar loss; negatives drawn with ``generator`` (CPU)."""
+        b, t, _ = z.shape
+        neg_idx = torch.randint(0, b * t, (self.steps, self.negatives), generator=generator).to(z.device)
+        return cpc_loss(self.predictors(c), z, neg_idx)
