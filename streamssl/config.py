@@ -214,7 +214,7 @@ class DriftConfig:
     warmup: int = _f(60, check=in_range(2, 100000), doc="observations per signal that fix its scale before detectors run")
     adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0), doc="ADWIN confidence (smaller = fewer alarms, later)")
     adwin_clock: int = _f(4, check=in_range(1, 1024), doc="ADWIN tests for a cut every this many observations")
-    ph_delta: float = _f(0.5, check=non_negative, doc="Page-Hinkley tolerance, in warm-up standard deviations")
+    ph_delta: float = _f(0.75, check=non_negative, doc="Page-Hinkley tolerance, in warm-up standard deviations")
     ph_threshold: float = _f(10.0, check=positive, doc="Page-Hinkley alarm level, in warm-up standard deviations")
     centroid_fading: float = _f(0.02, check=in_range(1e-6, 1.0), doc="EW rate of the running embedding centroid")
     spread_window: int = _f(256, check=in_range(2, 100000), doc="recent embeddings the spread (collapse) gauge covers")
