@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,11 @@ class History:
         self._file = self.path.open("a")
 
     def append(self, record: dict) -> None:
+        """Write ``record`` as one line and flush; NaN/Inf become null (strict JSON)."""
         try:
-            self._file.write(json.dumps(record, allow_nan=False, default=_finite) + "\n")
+            self._file.write(json.dumps(_finite(record), allow_nan=False) + "\n")
             self._file.flush()
-        except OSError as exc:  # a full disk must not stop learning
+        except (OSError, TypeError, ValueError) as exc:  # a full disk or odd value must not stop learning
             log.error("history %s: %s", self.path, exc)
 
     def close(self) -> None:
@@ -35,6 +37,7 @@ class History:
 
     @staticmethod
     def read(path: str | Path) -> list[dict]:
+        """Every complete record in the file, in order."""
         records = []
         for line in Path(path).read_text().splitlines():
             try:
@@ -43,9 +46,23 @@ class History:
                 continue  # torn line from an interrupted write
         return records
 
+    @staticmethod
+    def plot(records: list[dict], out_dir: str | Path) -> list[Path]:
+        """Same as the module's ``plot``."""
+        return plot(records, out_dir)
+
 
 def _finite(value):
-    raise TypeError(f"not JSON serialisable: {value!r}")
+    """``value`` with NaN/Inf floats replaced by None and numpy scalars made plain, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy / torch scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def plot(records: list[dict], out_dir: str | Path) -> list[Path]:
@@ -94,7 +111,13 @@ def plot(records: list[dict], out_dir: str | Path) -> list[Path]:
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set(xlabel="minutes", ylabel="x real time", title="Learner throughput")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left")
+    if any(r.get("audio_seconds") is not None for r in records):
+        ax2 = ax.twinx()
+        ax2.plot(minutes, [r.get("audio_seconds") or 0 for r in records], color="tab:orange", linewidth=1,
+                 label="audio seconds learned, last minute")
+        ax2.set_ylabel("audio seconds")
+        ax2.legend(loc="upper right")
     written.append(_save(fig, out_dir / "throughput.png"))
     return written
 

@@ -225,3 +225,29 @@ def test_state_survives_a_weights_only_checkpoint_round_trip(speech):
     # Scales restored: the same value gives the same z-score, so no warm-up is repeated.
     assert restored._channels["loss"].std == pytest.approx(mon._channels["loss"].std)  # noqa: SLF001
     assert restored._channels["input_centroid"].mean == pytest.approx(mon._channels["input_centroid"].mean)  # noqa: SLF001
+
+
+def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(speech):
+    from streamssl.config import load
+    from streamssl.learner import OnlineLearner
+
+    cfg = load(overrides=["model.encoder_channels=48", "model.encoder_layers=1", "model.context_dim=32",
+                          "features.n_mels=32", "objectives.moco_queue=64"])
+    learner = OnlineLearner(cfg)
+    segments = np.stack([speech[i : i + WINDOW] for i in range(0, 64 * WINDOW, WINDOW)]).astype(np.float32)
+    metrics = LearnerMetrics()
+    mon = DriftMonitor(DriftConfig(spread_window=64), metrics)
+    mon.observe_embeddings(learner.embed_segments(segments))
+    healthy = metrics.registry.get_sample_value("streamssl_learner_embedding_spread")
+
+    # The encoder's only block ends in LayerNorm -> ReLU: zero gain and bias make z = 0 for any input.
+    block = learner.backbone.encoder.blocks[-1]
+    assert not block.residual
+    with torch.no_grad():
+        block.norm.weight.zero_()
+        block.norm.bias.zero_()
+    mon.observe_embeddings(learner.embed_segments(segments))
+    collapsed = metrics.registry.get_sample_value("streamssl_learner_embedding_spread")
+    print(f"spread of a random-init learner on speech {healthy:.4f}, with a constant encoder {collapsed:.2e}")
+    assert healthy > 0.01
+    assert collapsed < 1e-4 * healthy
