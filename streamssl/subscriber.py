@@ -8,8 +8,7 @@ a stream's ``seq`` (within one capture session), counted in ``Subscription.gaps`
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -28,49 +27,50 @@ class StreamPosition:
     seq: int
 
 
-@dataclass
 class Subscription:
-    """An iterable of EmbeddingFrame from one learner; create it with ``subscribe``.
+    """An iterator of EmbeddingFrame from one learner; create it with ``subscribe``.
 
-    ``timeout`` is how long to wait for each next frame: None waits forever, otherwise
-    ``TimeoutError`` is raised, so a dead learner is never mistaken for a quiet one.
+    The SUB socket is opened on the first ``next()`` and kept until ``close()`` (or the
+    end of a ``with`` block), so a ``TimeoutError`` — raised when nothing arrives within
+    ``timeout`` seconds, so a dead learner is never mistaken for a quiet one — does not
+    lose the subscription: iterating again continues on the same socket.
     """
 
-    endpoint: str
-    streams: tuple[str, ...] = ()
-    timeout: float | None = None
-    transport: TransportConfig = field(default_factory=TransportConfig)
-    received: int = 0
-    gaps: int = 0  # windows missing between consecutive frames of one stream session
-    rejected: int = 0  # malformed messages skipped
-    _positions: dict[str, StreamPosition] = field(default_factory=dict, repr=False)
+    def __init__(self, endpoint: str, streams: tuple[str, ...], timeout: float | None, transport: TransportConfig):
+        self.endpoint = endpoint
+        self.streams = streams
+        self.timeout = timeout
+        self.transport = transport
+        self.received = 0
+        self.gaps = 0  # windows missing between consecutive frames of one stream session
+        self.rejected = 0  # malformed messages skipped
+        self._positions: dict[str, StreamPosition] = {}
+        self._sock: zmq.Socket | None = None
 
-    def __iter__(self) -> Iterator[EmbeddingFrame]:
-        ctx = zmq.Context.instance()
-        sock = make_socket(ctx, zmq.SUB, self.transport, connect=self.endpoint)
+    def _open(self) -> zmq.Socket:
+        sock = make_socket(zmq.Context.instance(), zmq.SUB, self.transport, connect=self.endpoint)
         for sid in self.streams or ("",):
             sock.setsockopt(zmq.SUBSCRIBE, wire.topic_for(sid) if sid else b"")
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        try:
-            while True:
-                deadline = None if self.timeout is None else time.monotonic() + self.timeout
-                while True:
-                    wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-                    if poller.poll(wait_ms if wait_ms is not None else 1000):
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise TimeoutError(f"no embedding from {self.endpoint} within {self.timeout} s")
-                parts = sock.recv_multipart(copy=False)
-                try:
-                    frame = wire.decode_embedding(parts)
-                except WireError:
-                    self.rejected += 1
-                    continue
-                self._account(frame)
-                yield frame
-        finally:
-            sock.close(0)
+        return sock
+
+    def __iter__(self) -> Iterator[EmbeddingFrame]:
+        return self
+
+    def __next__(self) -> EmbeddingFrame:
+        if self._sock is None:
+            self._sock = self._open()
+        timeout_ms = None if self.timeout is None else int(self.timeout * 1000)
+        while True:
+            if not self._sock.poll(timeout_ms):
+                raise TimeoutError(f"no embedding from {self.endpoint} within {self.timeout} s")
+            parts = self._sock.recv_multipart(copy=False)
+            try:
+                frame = wire.decode_embedding(parts)
+            except WireError:
+                self.rejected += 1
+                continue
+            self._account(frame)
+            return frame
 
     def _account(self, frame: EmbeddingFrame) -> None:
         self.received += 1
@@ -78,6 +78,17 @@ class Subscription:
         if pos is not None and pos.session == frame.session and frame.seq > pos.seq + 1:
             self.gaps += frame.seq - pos.seq - 1
         self._positions[frame.stream_id] = StreamPosition(frame.session, frame.seq)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def subscribe(

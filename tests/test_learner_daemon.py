@@ -59,13 +59,14 @@ class Collector(threading.Thread):
         self.done = threading.Event()
 
     def run(self):
-        try:
-            for frame in self.sub:
-                self.frames.append(frame)
-                if self.done.is_set():
-                    return
-        except TimeoutError:
-            pass
+        with self.sub:
+            try:
+                for frame in self.sub:
+                    self.frames.append(frame)
+                    if self.done.is_set():
+                        return
+            except TimeoutError:
+                pass
 
 
 def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path):

@@ -46,14 +46,13 @@ class EmbeddingCounter(threading.Thread):
         self._stop = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for frame in self.sub:
-                    self.latencies_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
-                    if self._stop.is_set():
-                        return
-            except TimeoutError:
-                continue  # quiet learner: keep listening until told to stop
+        with self.sub:
+            while not self._stop.is_set():
+                try:
+                    frame = next(self.sub)
+                except TimeoutError:
+                    continue  # quiet learner: keep listening (same socket) until told to stop
+                self.latencies_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
 
     def stop(self) -> None:
         self._stop.set()
@@ -102,7 +101,8 @@ class Progress:
         for name in OBJECTIVES:
             if name in self.first_losses:
                 rows.append((f"loss {name}", f"{self.first_losses[name]:.3f} -> {self.loss(name):.3f}"))
-        rows.append(("probe CKA vs initial", f"{v('streamssl_learner_probe_cka', reference='initial'):.3f}"))
+        cka = v("streamssl_learner_probe_cka", reference="initial")
+        rows.append(("probe CKA vs initial", f"{cka:.3f}" if cka == cka else "after the second probe check"))
         rows.append(("drift detections", f"{v('streamssl_learner_drift_detections_total'):.0f}"))
         return rows
 

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        sub.close()
         if writer:
             writer.close()
     print(f"received {sub.received} embeddings, {sub.gaps} missing (seq gaps), {sub.rejected} malformed", file=sys.stderr)
