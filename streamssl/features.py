@@ -68,12 +68,13 @@ class LogMel(nn.Module):
         t = self.n_frames(n)
         if t == 0:
             return audio.new_zeros(b, 0, self.n_mels)
-        spec = torch.stft(
-            audio[:, : (t - 1) * self.hop + self.win], self.n_fft, hop_length=self.hop, win_length=self.win,
-            window=self.window, center=False, return_complex=True,
-        )  # (B, n_fft//2+1, T)
+        # Frame i is samples [i*hop, i*hop + win), windowed, zero-padded to n_fft. (torch.stft
+        # with win_length < n_fft would centre the window inside n_fft-sample frames: frames
+        # shifted by (n_fft - win) / 2 and one frame fewer than n_frames, which broke streaming.)
+        frames = audio[:, : (t - 1) * self.hop + self.win].unfold(1, self.win, self.hop)  # (B, T, win)
+        spec = torch.fft.rfft(frames * self.window, n=self.n_fft)  # (B, T, n_fft//2+1)
         power = spec.real.square() + spec.imag.square()
-        mel = torch.matmul(power.transpose(1, 2), self.fbank)  # (B, T, n_mels)
+        mel = torch.matmul(power, self.fbank)  # (B, T, n_mels)
         return torch.log(mel + LOG_FLOOR)
 
 
