@@ -1,8 +1,6 @@
-"""Where the learner runs: CUDA when there is one, the CPU otherwise.
+"""Where the learner runs: CUDA when available (bf16 autocast, cuDNN autotune), else CPU fp32.
 
-On CUDA the forward passes run under bf16 autocast (tensor cores; fp32 master weights)
-and cuDNN picks its fastest kernels. On the CPU everything stays fp32: bf16 matmuls on
-the CI machine's CPU are ~100x slower than fp32 (DESIGN.md).
+bf16 on this project's CPUs is ~100x slower than fp32 (DESIGN.md), so autocast is a CUDA-only thing.
 """
 
 from __future__ import annotations
@@ -11,16 +9,15 @@ import contextlib
 
 import torch
 
-from streamssl.config import ConfigError
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` -> a torch.device; asking for CUDA without one is a config error."""
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' | 'cpu' | 'cuda' (or 'cuda:N') -> a torch.device; sets CUDA backend flags once."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("learner.device = 'cuda': no CUDA device is available; use auto or cpu")
+            raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+        # Window shapes repeat, so autotuning pays off; TF32 is plenty for SSL gradients.
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -28,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA, a no-op elsewhere."""
+    """bf16 autocast on CUDA, nothing (fp32) on CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -1,113 +1,140 @@
-"""OnlineLearner: embed each arriving window, then take one self-supervised step.
+"""The online learner: embed each arriving window with the current weights, then learn from it.
 
-Two paths share one model:
+``OnlineLearner`` is the library half of the learner daemon (sockets, batching and
+shedding live in ``streamssl.learner_daemon``). Per call:
 
-* ``embed`` is the streaming path: per stream it carries the STFT tail and the causal
-  model's state (conv caches, GRU hidden), so a window's embedding depends on what came
-  before it exactly as if the stream had been processed whole. No gradients; the
-  current weights; deterministic for a given state.
-* ``update`` is the learning path: each new window becomes a training example of
-  ``learner.window_s`` seconds (the window plus the audio just before it in its
-  stream), joined by ``replay_per_step`` examples from the replay memory. One forward
-  pass of the online model on a mildly augmented view (gain, noise, random crop)
-  serves all three objectives: APC and CPC read its frames, MoCo pools it into the
-  query; the momentum key encoder sees a second, more strongly augmented view (plus
-  time/frequency masks). A non-finite loss or gradient skips the step and leaves
-  weights, optimizer, queue and normaliser untouched.
+- ``embed(windows)``: no grad, current weights, streaming state per stream (the STFT's
+  unconsumed samples, the conv caches, the GRU hidden state), so the embeddings of a
+  stream cut into windows are those of the whole stream. The published vector is the
+  mean of c_t over the frames this window completed: every frame of the window counts
+  equally, and the GRU state already carries what came before.
+- ``update(windows)``: one optimizer step on a batch = one fixed-length training example
+  per new window (the last ``learner.window_s`` seconds of its stream ending at the
+  window, zero-padded at stream start) + ``replay_per_step`` examples from the replay
+  buffer. One online forward on a mildly augmented view (crop, gain, noise) serves all
+  three objectives — APC and CPC read its frames, MoCo pools it into the query — and
+  only the key view (also masked in time and frequency) runs a second, no-grad pass, so
+  a step costs about one plain training step. Loss = weighted sum of APC, CPC and MoCo;
+  a non-finite loss or gradient skips the step and leaves every weight, statistic and
+  buffer as it was.
 
-All randomness comes from one ``torch.Generator`` that is part of the state, so a
-learner restored from a checkpoint continues bit for bit.
+Randomness (augmentations, negatives, replay sampling) comes from generators owned by
+the learner and saved in its state, so a resumed learner continues bit-for-bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from streamssl import augment
+from streamssl.augment import augment_waveform, mask_features
 from streamssl.config import Config
-from streamssl.device import autocast
+from streamssl.device import autocast, resolve_device
 from streamssl.features import LogMel, Normaliser, StreamingLogMel
-from streamssl.models import BackboneState, build_backbone
-from streamssl.objectives import APC, CPC, MoCo
-from streamssl.replay import Replay
+from streamssl.models import Backbone, BackboneState, ProjectionHead, build_backbone
+from streamssl.objectives import APC, CPC, MoCo, stream_hash
+from streamssl.replay import ReplayBuffer
 from streamssl.wire import AudioWindow, EmbeddingFrame
+
+OBJECTIVES = ("apc", "cpc", "moco")
 
 
 @dataclass
 class StepStats:
+    """What one ``update`` did; the daemon turns it into metrics."""
+
     step: int  # optimizer step after this update
     losses: dict[str, float]  # enabled objectives and "total"
-    batch_size: int  # examples in the batch (new + replay)
+    batch_size: int  # windows in the batch (new + replay)
     new_windows: int
     grad_norm: float
     lr: float
-    skipped: bool  # True when the loss or gradient was non-finite and nothing changed
+    skipped: bool  # the loss (or gradient) was non-finite and the step was skipped
     duration_s: float
-    audio_seconds: float  # seconds of new audio learned from
+    audio_seconds: float  # seconds of new audio this step learned from
+
+
+class _Resampled:
+    """A stream's audio at the feature rate, resampled chunk by chunk when its rate differs."""
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self.in_rate = in_rate
+        self._rs = None
+        if in_rate != out_rate:
+            from streamssl.sources.base import StreamResampler
+
+            self._rs = StreamResampler(in_rate, out_rate, 1)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x if self._rs is None else self._rs.process(x[:, None])[:, 0]
 
 
 @dataclass
-class _Stream:
-    """Streaming state of one stream for ``embed``."""
+class _EmbedStream:
+    """Streaming inference state of one stream."""
 
-    logmel: StreamingLogMel
+    stft: StreamingLogMel
     backbone: BackboneState
-    last: np.ndarray | None = None  # last embedding, reused for a window too short for one frame
+    last: torch.Tensor  # (dim,) last context vector, published for a window too short to finish a frame
+    resample: _Resampled | None = None
 
 
-def stream_hash(stream_id: str) -> int:
-    """Stable 31-bit id of a stream for the MoCo queue's same-stream exclusion."""
-    return zlib.crc32(stream_id.encode()) & 0x7FFFFFFF
+@dataclass
+class _TrainStream:
+    """The last ``window_s`` seconds of one stream, for building training examples."""
 
-
-def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return x
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, target)
-    return resample_poly(x, target // g, rate // g).astype(np.float32)
+    history: np.ndarray  # (<= window_samples,) float32
+    resample: _Resampled | None = None
 
 
 class OnlineLearner:
-    """The model, its objectives, optimizer, replay and streaming state."""
+    """APC + CPC + MoCo on a live stream, one optimizer step per arrival (see module docstring)."""
 
-    def __init__(self, cfg: Config, device: str | torch.device = "cpu"):
+    def __init__(self, cfg: Config, device: str = "cpu"):
         self.cfg = cfg
-        self.device = torch.device(device)
-        lc, oc = cfg.learner, cfg.objectives
-        torch.manual_seed(lc.seed)  # initial weights are a function of the seed
-        self.generator = torch.Generator().manual_seed(lc.seed)
-        self.logmel = LogMel(cfg.features).to(self.device)
-        self.norm = Normaliser(cfg.features.n_mels, cfg.features.norm_momentum).to(self.device)
-        self.backbone = build_backbone(cfg).to(self.device)
-        self.apc = APC(self.backbone.dim, cfg.features.n_mels, oc.apc_shift).to(self.device)
-        self.cpc = CPC(self.backbone.dim, self.backbone.z_dim, oc.cpc_steps, oc.cpc_negatives).to(self.device)
-        self.moco = MoCo(
-            self.backbone, self.backbone.dim, cfg.model.projection_dim, oc.moco_queue, oc.moco_momentum,
-            oc.moco_temperature, oc.moco_exclude_recent_s,
-        ).to(self.device)
-        self._trainable = nn.ModuleList([self.backbone, self.apc, self.cpc, self.moco.projection])
-        params = [p for p in self._trainable.parameters() if p.requires_grad]
+        self.device = resolve_device(device)
+        f, m, o, lc = cfg.features, cfg.model, cfg.objectives, cfg.learner
+        self.sample_rate = f.sample_rate
+        self.window_samples = int(round(lc.window_s * f.sample_rate))
+        self.weights = {"apc": o.apc_weight, "cpc": o.cpc_weight, "moco": o.moco_weight}
+        with torch.random.fork_rng(devices=[]):  # weight init from the seed, global RNG untouched
+            torch.manual_seed(lc.seed)
+            self.logmel = LogMel(f)
+            self.normaliser = Normaliser(f.n_mels, f.norm_momentum)
+            self.backbone: Backbone = build_backbone(cfg)
+            self.apc = APC(m.context_dim, f.n_mels, o.apc_shift) if o.apc_weight > 0 else None
+            self.cpc = (
+                CPC(m.context_dim, m.encoder_channels, o.cpc_steps, o.cpc_negatives) if o.cpc_weight > 0 else None
+            )
+            self.projection = ProjectionHead(m.context_dim, m.projection_dim) if o.moco_weight > 0 else None
+            self.moco = (
+                MoCo(self.backbone, self.projection, m.projection_dim, o.moco_queue, o.moco_momentum,
+                     o.moco_temperature, o.moco_exclude_recent_s)
+                if self.projection is not None else None
+            )
+        for mod in self._modules().values():
+            mod.to(self.device)
+        params = self.parameters()
         if lc.optimizer == "adamw":
             self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=lc.lr, weight_decay=lc.weight_decay)
         else:
             self.optimizer = torch.optim.RMSprop(params, lr=lc.lr, weight_decay=lc.weight_decay)
-        self.sample_rate = cfg.features.sample_rate
-        self.example_samples = int(round(lc.window_s * self.sample_rate))
-        self.replay = Replay(lc.replay_size, self.example_samples, lc.replay_policy, self.generator)
-        self._history: dict[str, np.ndarray] = {}  # last example_samples of each stream (update path)
-        self._streams: dict[str, _Stream] = {}  # embed path
+        self._gen = torch.Generator().manual_seed(lc.seed)  # augmentations, CPC negatives
+        self._rng = np.random.default_rng(lc.seed)  # replay sampling
+        self._py = random.Random(lc.seed)
+        self.replay = ReplayBuffer(lc.replay_size, self.window_samples, lc.replay_policy, self._rng)
+        self._embed_streams: dict[str, _EmbedStream] = {}
+        self._train_streams: dict[str, _TrainStream] = {}
         self._step = 0
+        self.skipped_steps = 0
 
     # --- read-only views ----------------------------------------------------------
 
@@ -121,178 +148,294 @@ class OnlineLearner:
 
     @property
     def queue_fill(self) -> float:
-        return self.moco.fill
+        return self.moco.fill if self.moco is not None else 0.0
 
-    def parameters(self):
-        return self._trainable.parameters()
+    def _modules(self) -> dict[str, nn.Module]:
+        mods = {"logmel": self.logmel, "normaliser": self.normaliser, "backbone": self.backbone}
+        for name in ("apc", "cpc", "projection", "moco"):
+            if getattr(self, name) is not None:
+                mods[name] = getattr(self, name)
+        return mods
 
-    # --- streaming embeddings -----------------------------------------------------
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters (the momentum key encoder is not one)."""
+        mods = [self.backbone, self.apc, self.cpc, self.projection]
+        return [p for mod in mods if mod is not None for p in mod.parameters() if p.requires_grad]
 
-    def _mono(self, w: AudioWindow) -> np.ndarray:
-        return _resample(w.mono_float(), w.sample_rate, self.sample_rate)
+    # --- audio in -----------------------------------------------------------------
+
+    def _mono(self, w: AudioWindow, resample: _Resampled | None) -> np.ndarray:
+        x = w.mono_float()
+        return resample(x) if resample is not None else x
+
+    def _resampler(self, w: AudioWindow, current: _Resampled | None) -> _Resampled | None:
+        if w.sample_rate == self.sample_rate:
+            return None
+        if current is not None and current.in_rate == w.sample_rate:
+            return current
+        return _Resampled(w.sample_rate, self.sample_rate)
+
+    # --- inference ----------------------------------------------------------------
 
     @torch.no_grad()
     def embed(self, windows: Sequence[AudioWindow]) -> list[EmbeddingFrame]:
-        """One EmbeddingFrame per window, in order, carrying each stream's state forward."""
-        frames = []
+        """One EmbeddingFrame per window, in order, from the current weights and each stream's state."""
+        out = []
         for w in windows:
-            st = self._streams.get(w.stream_id)
+            st = self._embed_streams.get(w.stream_id)
             if st is None:
-                st = self._streams[w.stream_id] = _Stream(StreamingLogMel(self.logmel), BackboneState())
-            audio = torch.from_numpy(np.ascontiguousarray(self._mono(w))).to(self.device)
-            mel = st.logmel(audio)  # (T, F)
-            per_frame = None
-            if mel.shape[0]:
-                with autocast(self.device):
-                    _, c, st.backbone = self.backbone(self.norm(mel)[None], st.backbone)
-                c = c[0].float()
-                st.last = c.mean(0).cpu().numpy()
-                if self.cfg.learner.per_frame_embeddings:
-                    per_frame = c.cpu().numpy()
-            embedding = st.last if st.last is not None else np.zeros(self.dim, np.float32)
-            frames.append(EmbeddingFrame(
-                w.stream_id, w.seq, w.capture_ns, self._step, embedding, session=w.session,
-                frame_embeddings=per_frame,
+                st = _EmbedStream(StreamingLogMel(self.logmel), BackboneState(), torch.zeros(self.dim))
+                self._embed_streams[w.stream_id] = st
+            st.resample = self._resampler(w, st.resample)
+            # Non-finite samples would poison the stream's carried state for good: read them as silence.
+            audio = np.nan_to_num(self._mono(w, st.resample), nan=0.0, posinf=0.0, neginf=0.0)
+            mel = st.stft(torch.from_numpy(np.ascontiguousarray(audio)).to(self.device))  # (T, F)
+            with autocast(self.device):
+                _, c, st.backbone = self.backbone(self.normaliser(mel)[None], st.backbone)
+            c = c[0].float()  # (T, dim)
+            if c.shape[0]:
+                st.last = c[-1]
+                pooled = c.mean(0)
+            else:
+                pooled = st.last
+            out.append(EmbeddingFrame(
+                w.stream_id, w.seq, w.capture_ns, self._step, pooled.cpu().numpy().astype(np.float32),
+                session=w.session,
+                frame_embeddings=c.cpu().numpy().astype(np.float32) if self.cfg.learner.per_frame_embeddings else None,
             ))
-        return frames
+        return out
 
     @torch.no_grad()
-    def embed_segments(self, audio: np.ndarray, batch: int = 64) -> np.ndarray:
-        """(n, samples) mono float32 at features.sample_rate -> (n, dim), each segment on its own."""
-        out = []
-        for i in range(0, len(audio), batch):
-            x = torch.from_numpy(np.ascontiguousarray(audio[i : i + batch], dtype=np.float32)).to(self.device)
-            with autocast(self.device):
-                _, c, _ = self.backbone(self.norm(self.logmel(x)))
-            out.append(c.float().mean(1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+    def embed_segments(self, audio: np.ndarray) -> np.ndarray:
+        """(n, samples) float32 at features.sample_rate -> (n, dim) pooled embeddings, each from a fresh state."""
+        x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).to(self.device)
+        mel = self.logmel(x)  # (n, T, F)
+        if mel.shape[1] == 0:
+            return np.zeros((x.shape[0], self.dim), dtype=np.float32)
+        with autocast(self.device):
+            _, c, _ = self.backbone(self.normaliser(mel))
+        return c.float().mean(1).cpu().numpy()
 
     def reset_stream(self, stream_id: str) -> None:
-        """Forget a stream's state: its capture restarted, the audio is not continuous."""
-        self._streams.pop(stream_id, None)
-        self._history.pop(stream_id, None)
+        """Forget a stream's streaming and history state (its capture restarted)."""
+        self._embed_streams.pop(stream_id, None)
+        self._train_streams.pop(stream_id, None)
 
     # --- learning -----------------------------------------------------------------
 
-    def _examples(self, windows: Sequence[AudioWindow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each window -> the last window_s seconds of its stream ending with it (zero-padded at start)."""
-        n = self.example_samples
-        audio, streams, times = [], [], []
-        for w in windows:
-            hist = np.concatenate([self._history.get(w.stream_id, np.zeros(0, np.float32)), self._mono(w)])[-n:]
-            self._history[w.stream_id] = hist
-            audio.append(np.pad(hist, (n - len(hist), 0)))
-            streams.append(stream_hash(w.stream_id))
-            times.append(w.capture_ns / 1e9)
-        return (torch.from_numpy(np.stack(audio)), torch.tensor(streams, dtype=torch.long),
-                torch.tensor(times, dtype=torch.float64))
+    def _example(self, w: AudioWindow) -> np.ndarray:
+        """The training example ending at this window: last ``window_s`` of its stream, zero-padded at the start."""
+        st = self._train_streams.get(w.stream_id)
+        if st is None:
+            st = _TrainStream(np.zeros(0, dtype=np.float32))
+            self._train_streams[w.stream_id] = st
+        st.resample = self._resampler(w, st.resample)
+        x = self._mono(w, st.resample)
+        n = self.window_samples
+        example = np.concatenate([st.history, x])[-n:]
+        clean = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # keep NaN out of the next examples
+        st.history = np.concatenate([st.history, clean])[-n:].astype(np.float32, copy=False)
+        if example.shape[0] < n:
+            example = np.concatenate([np.zeros(n - example.shape[0], dtype=np.float32), example])
+        return example.astype(np.float32, copy=False)
+
+    def _features(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, S) -> normalised log-mel (B, T, F)."""
+        return self.normaliser(self.logmel(audio))
+
+    def _losses(
+        self, audio: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor, in_batch_moco: bool = False
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Each enabled objective's loss on a batch of examples (B, S); also MoCo's keys for the queue."""
+        losses: dict[str, torch.Tensor] = {}
+        keys = None
+        g = self._gen
+        crop = self.cfg.objectives.moco_crop_fraction
+        with torch.no_grad():
+            # One online forward serves all three objectives: a mildly augmented view (crop,
+            # gain, noise) whose frames APC and CPC read and whose pooled context is MoCo's query.
+            # The key view adds time/frequency masks and runs through the no-grad key encoder.
+            x = self._features(augment_waveform(audio, crop, g))  # (B, T, F)
+            x_key = (
+                mask_features(self._features(augment_waveform(audio, crop, g)), g) if self.moco is not None else None
+            )
+        with autocast(self.device):
+            z, c, _ = self.backbone(x)  # (B, T, C), (B, T, D)
+            if self.apc is not None:
+                losses["apc"] = self.apc(c.float(), x)
+            if self.cpc is not None:
+                losses["cpc"] = self.cpc(c.float(), z.float(), g)
+            if self.moco is not None:
+                q = F.normalize(self.projection(c.mean(1)).float(), dim=1)  # (B, P)
+                keys = self.moco.keys(x_key)  # (B, P), no grad
+                if in_batch_moco:
+                    # Evaluation: the other windows of the batch are the negatives (no queue needed).
+                    logits = q @ keys.T / self.moco.temperature  # (B, B)
+                    losses["moco"] = F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+                else:
+                    losses["moco"] = self.moco.loss(q, keys, stream, time_ns)
+        return losses, keys
 
     def update(self, windows: Sequence[AudioWindow]) -> StepStats:
-        """One optimizer step on the new windows plus replay."""
+        """One optimizer step on the new windows plus replay; returns what happened."""
         started = time.perf_counter()
-        lc, oc = self.cfg.learner, self.cfg.objectives
-        new_audio, new_stream, new_time = self._examples(windows)
-        old_audio, old_stream, old_time = self.replay.sample(lc.replay_per_step)
-        audio = torch.cat([new_audio, old_audio]).to(self.device)
-        stream = torch.cat([new_stream, old_stream]).to(self.device)
-        time_s = torch.cat([new_time, old_time]).to(self.device)
-        g = self.generator
+        lc = self.cfg.learner
+        new = np.stack([self._example(w) for w in windows]) if windows else np.zeros((0, self.window_samples), np.float32)
+        new_stream = np.array([stream_hash(w.stream_id) for w in windows], dtype=np.int64)
+        new_time = np.array([w.capture_ns for w in windows], dtype=np.int64)
+        old, old_stream, old_time = self.replay.sample(lc.replay_per_step)
+        batch = np.concatenate([new, old]).astype(np.float32)
+        stream = torch.from_numpy(np.concatenate([new_stream, old_stream])).to(self.device)
+        time_ns = torch.from_numpy(np.concatenate([new_time, old_time])).to(self.device)
+        audio_s = float(sum(w.duration_s for w in windows))
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        if batch.shape[0] == 0:
+            return StepStats(self._step, {}, 0, 0, 0.0, lr, True, time.perf_counter() - started, 0.0)
+        audio = torch.from_numpy(batch).to(self.device)
 
-        with torch.no_grad():
-            mel_clean = self.logmel(audio)  # (B, T, F) for the normaliser, folded in only if the step succeeds
-            x_query = augment.crop(self.norm(self.logmel(augment.gain_and_noise(audio, g))), oc.moco_crop_fraction, g)
-        losses: dict[str, torch.Tensor] = {}
-        with autocast(self.device):
-            z, c, _ = self.backbone(x_query)
-            if oc.apc_weight > 0:
-                losses["apc"] = self.apc(c, x_query)
-            if oc.cpc_weight > 0:
-                losses["cpc"] = self.cpc(c, z, g)
-            keys = None
-            if oc.moco_weight > 0:
-                with torch.no_grad():
-                    x_key = augment.masks(
-                        augment.crop(self.norm(self.logmel(augment.gain_and_noise(audio, g))), oc.moco_crop_fraction, g),
-                        g,
-                    )
-                    keys = self.moco.key(x_key)
-                q = self.moco.query(c.mean(1))
-                losses["moco"] = self.moco.loss(q, keys.float(), stream, time_s)
-        weights = {"apc": oc.apc_weight, "cpc": oc.cpc_weight, "moco": oc.moco_weight}
-        total = sum(weights[k] * v.float() for k, v in losses.items())
+        # Statistics include the new frames before they are normalised (right from the first
+        # window); they are rolled back with everything else if the step is skipped.
+        saved_norm = {k: v.clone() for k, v in self.normaliser.state_dict().items()}
+        if len(windows):
+            with torch.no_grad():
+                self.normaliser.update(self.logmel(audio[: len(windows)]))
+        losses, keys = self._losses(audio, stream, time_ns)
+        total = sum(self.weights[k] * v for k, v in losses.items())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
         self.optimizer.zero_grad(set_to_none=True)
-        skipped = not bool(torch.isfinite(total))
+        skipped = not np.isfinite(values["total"])
         grad_norm = float("nan")
-        if not skipped:
+        if not skipped and torch.is_tensor(total) and total.requires_grad:
             total.backward()
-            grad_norm = float(nn.utils.clip_grad_norm_(list(self.parameters()), lc.grad_clip))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters(), lc.grad_clip))
             skipped = not np.isfinite(grad_norm)
         if skipped:
             self.optimizer.zero_grad(set_to_none=True)
+            self.normaliser.load_state_dict(saved_norm)
+            self.skipped_steps += 1
         else:
             self.optimizer.step()
-            if keys is not None:
-                self.moco.momentum_update(self.backbone)
-                self.moco.enqueue(keys[: len(windows)].float(), stream[: len(windows)], time_s[: len(windows)])
-            self.norm.update(mel_clean[: len(windows)])
-            self.replay.add(new_audio, new_stream, new_time)
             self._step += 1
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        values["total"] = float(total.detach())
+            if self.moco is not None:
+                self.moco.momentum_update(self.backbone, self.projection)
+                n = len(windows)  # only new windows enter the queue: replayed ones are already there
+                self.moco.dequeue_and_enqueue(keys[:n], stream[:n], time_ns[:n])
+            finite = np.isfinite(new).all(axis=1)
+            self.replay.add(new[finite], new_stream[finite], new_time[finite])
         return StepStats(
-            step=self._step, losses=values, batch_size=int(audio.shape[0]), new_windows=len(windows),
-            grad_norm=grad_norm, lr=float(self.optimizer.param_groups[0]["lr"]), skipped=skipped,
-            duration_s=time.perf_counter() - started, audio_seconds=float(sum(w.duration_s for w in windows)),
+            step=self._step, losses=values, batch_size=int(batch.shape[0]), new_windows=len(windows),
+            grad_norm=grad_norm, lr=lr, skipped=skipped, duration_s=time.perf_counter() - started,
+            audio_seconds=audio_s,
         )
 
     def process(self, windows: Sequence[AudioWindow]) -> tuple[list[EmbeddingFrame], StepStats]:
-        """Embed first (what subscribers get now), then learn from the same windows."""
+        """Embed first (subscribers never wait for the backward pass), then learn."""
         frames = self.embed(windows)
         return frames, self.update(windows)
+
+    @torch.no_grad()
+    def evaluate(self, audio: np.ndarray, seed: int = 0) -> dict[str, float]:
+        """Each enabled loss on fixed clips (n, window_samples), changing no state.
+
+        MoCo uses the other clips' keys as negatives, so the value is comparable between
+        a fresh and a trained learner (the training queue starts empty). Augmentations and
+        negatives come from a generator seeded with ``seed``: the same draws every call.
+        """
+        own = self._gen
+        self._gen = torch.Generator().manual_seed(seed)
+        try:
+            x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).to(self.device)
+            zeros = torch.zeros(x.shape[0], dtype=torch.long, device=self.device)
+            losses, _ = self._losses(x, zeros, zeros, in_batch_moco=True)
+        finally:
+            self._gen = own
+        return {k: float(v) for k, v in losses.items()}
 
     # --- state --------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """Everything needed to continue bit for bit; tensors and plain containers only."""
+        """Everything needed to continue bit-for-bit; only tensors and plain containers (weights_only loads it)."""
+        streams = {}
+        for sid, st in self._embed_streams.items():
+            streams[sid] = {
+                "carry": st.stft.carry.cpu(),
+                "conv": [c.cpu() for c in st.backbone.conv] if st.backbone.conv is not None else None,
+                "context": st.backbone.context.cpu() if st.backbone.context is not None else None,
+                "last": st.last.cpu(),
+            }
         return {
             "step": self._step,
-            "logmel_norm": self.norm.state_dict(),
-            "backbone": self.backbone.state_dict(),
-            "apc": self.apc.state_dict(),
-            "cpc": self.cpc.state_dict(),
-            "moco": self.moco.state_dict(),
+            "skipped_steps": self.skipped_steps,
+            "config": self.cfg.to_dict(),
+            "modules": {name: mod.state_dict() for name, mod in self._modules().items()},
             "optimizer": self.optimizer.state_dict(),
             "replay": self.replay.state_dict(),
-            "generator": self.generator.get_state(),
-            "history": {sid: torch.from_numpy(h.copy()) for sid, h in self._history.items()},
-            "streams": {
-                sid: {
-                    "carry": st.logmel.carry.cpu(),
-                    "conv": [t.cpu() for t in st.backbone.conv] if st.backbone.conv is not None else [],
-                    "context": st.backbone.context.cpu() if st.backbone.context is not None else None,
-                    "last": torch.from_numpy(st.last) if st.last is not None else None,
-                }
-                for sid, st in self._streams.items()
+            "history": {sid: torch.from_numpy(st.history.copy()) for sid, st in self._train_streams.items()},
+            "embed_streams": streams,
+            "rng": {
+                "torch": self._gen.get_state(),
+                "numpy": _np_state_to_plain(self._rng.bit_generator.state),
+                "python": list(self._py.getstate()[1]),
             },
         }
 
     def load_state_dict(self, sd: dict) -> None:
-        self._step = int(sd["step"])
-        self.norm.load_state_dict(sd["logmel_norm"])
-        self.backbone.load_state_dict(sd["backbone"])
-        self.apc.load_state_dict(sd["apc"])
-        self.cpc.load_state_dict(sd["cpc"])
-        self.moco.load_state_dict(sd["moco"])
+        """Restore ``state_dict()``; a stream with another sample rate restarts its resampler."""
+        for name, mod in self._modules().items():
+            if name not in sd["modules"]:
+                raise ValueError(f"state has no {name!r} module (objectives differ from the config?)")
+            mod.load_state_dict(sd["modules"][name])
         self.optimizer.load_state_dict(sd["optimizer"])
         self.replay.load_state_dict(sd["replay"])
-        self.generator.set_state(sd["generator"])
-        self._history = {sid: t.numpy().copy() for sid, t in sd["history"].items()}
-        self._streams = {}
-        for sid, st in sd["streams"].items():
-            dev = self.device
-            state = BackboneState(
-                [t.to(dev) for t in st["conv"]] or None,
-                st["context"].to(dev) if st["context"] is not None else None,
+        self._train_streams = {
+            sid: _TrainStream(h.numpy().astype(np.float32)) for sid, h in sd.get("history", {}).items()
+        }
+        self._embed_streams = {}
+        for sid, s in sd.get("embed_streams", {}).items():
+            conv = [c.to(self.device) for c in s["conv"]] if s["conv"] is not None else None
+            ctx = s["context"].to(self.device) if s["context"] is not None else None
+            self._embed_streams[sid] = _EmbedStream(
+                StreamingLogMel(self.logmel, s["carry"].to(self.device)), BackboneState(conv, ctx),
+                s["last"].to(self.device),
             )
-            last = st["last"].numpy().copy() if st["last"] is not None else None
-            self._streams[sid] = _Stream(StreamingLogMel(self.logmel, st["carry"].to(dev)), state, last)
+        self._gen.set_state(sd["rng"]["torch"])
+        self._rng.bit_generator.state = _np_state_from_plain(sd["rng"]["numpy"])
+        self._py.setstate((3, tuple(sd["rng"]["python"]), None))
+        self._step = int(sd["step"])
+        self.skipped_steps = int(sd.get("skipped_steps", 0))
+
+
+def _np_state_to_plain(state: dict) -> dict:
+    """PCG64 state holds 128-bit ints; store them as decimal strings so weights_only can load them."""
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": {k: str(v) for k, v in state["state"].items()},
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def _np_state_from_plain(plain: dict) -> dict:
+    return {
+        "bit_generator": plain["bit_generator"],
+        "state": {k: int(v) for k, v in plain["state"].items()},
+        "has_uint32": plain["has_uint32"],
+        "uinteger": plain["uinteger"],
+    }
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a Config stored as a plain dict (in a checkpoint); unknown fields are ignored."""
+    from streamssl.config import SECTIONS, validate
+
+    cfg = Config()
+    for section, values in data.items():
+        if section not in SECTIONS:
+            continue
+        obj = getattr(cfg, section)
+        names = {f.name for f in dataclasses.fields(obj)}
+        for key, value in values.items():
+            if key in names:
+                setattr(obj, key, value)
+    return validate(cfg)

@@ -1,64 +1,73 @@
-"""Replay: a bounded memory of recent training examples mixed into every update.
+"""Replay buffer of recent training examples, mixed into every online step.
 
-One step per arriving window would otherwise fit the model to the last second of audio
-only; mixing in older examples keeps each step's gradient closer to the stream's
-distribution. FIFO keeps the most recent ``size`` examples (tracks drift); reservoir
-keeps a uniform sample of everything seen (Vitter's algorithm R; resists forgetting).
-Audio is stored as float16: half the memory, far below the model's own noise.
+Without replay every step sees only the newest window(s): gradients from one speaker,
+one second, and the model forgets what it saw a minute ago. Examples are stored as int16
+(the wire's own precision): 1 s at 16 kHz is 32 KB, so the default 512 slots hold 16 MB
+instead of 64 MB in float32. Policies: ``fifo`` keeps the newest, ``reservoir``
+(Vitter's algorithm R) keeps a uniform sample of everything seen.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
-class Replay:
-    """Examples (S samples each) with their stream hash and capture time."""
+class ReplayBuffer:
+    """Fixed-capacity store of (audio, stream hash, capture time) examples."""
 
-    def __init__(self, size: int, samples: int, policy: str, generator: torch.Generator):
-        self.size = size
+    def __init__(self, capacity: int, samples: int, policy: str, rng: np.random.Generator):
+        self.capacity = capacity
+        self.samples = samples
         self.policy = policy
-        self.generator = generator
-        self.audio = torch.zeros(size, samples, dtype=torch.float16)
-        self.stream = torch.zeros(size, dtype=torch.long)
-        self.time = torch.zeros(size, dtype=torch.float64)
-        self.count = 0  # filled slots
-        self.seen = 0  # examples ever offered (reservoir)
-        self.ptr = 0  # next FIFO slot
+        self._rng = rng
+        self._audio = np.zeros((capacity, samples), dtype=np.int16)
+        self._stream = np.zeros(capacity, dtype=np.int64)
+        self._time = np.zeros(capacity, dtype=np.int64)
+        self._seen = 0
 
     def __len__(self) -> int:
-        return self.count
+        return min(self._seen, self.capacity)
 
-    def add(self, audio: torch.Tensor, stream: torch.Tensor, time_s: torch.Tensor) -> None:
-        for i in range(audio.shape[0]):
-            self.seen += 1
-            if self.size == 0:
-                return
-            if self.policy == "fifo":
-                slot = self.ptr
-                self.ptr = (self.ptr + 1) % self.size
-            elif self.count < self.size:
-                slot = self.count
+    @property
+    def nbytes(self) -> int:
+        return self._audio.nbytes + self._stream.nbytes + self._time.nbytes
+
+    def add(self, audio: np.ndarray, stream: np.ndarray, time_ns: np.ndarray) -> None:
+        """audio: (N, samples) float in [-1, 1]."""
+        if self.capacity == 0:
+            return
+        pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
+        for i in range(pcm.shape[0]):
+            if self.policy == "fifo" or self._seen < self.capacity:
+                slot = self._seen % self.capacity
             else:
-                j = int(torch.randint(0, self.seen, (1,), generator=self.generator))
-                if j >= self.size:
-                    continue
-                slot = j
-            self.audio[slot] = audio[i].detach().to("cpu", torch.float16)
-            self.stream[slot] = stream[i]
-            self.time[slot] = time_s[i]
-            self.count = min(self.count + 1, self.size)
+                slot = int(self._rng.integers(0, self._seen + 1))
+            if slot < self.capacity:
+                self._audio[slot], self._stream[slot], self._time[slot] = pcm[i], stream[i], time_ns[i]
+            self._seen += 1
 
-    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """n examples drawn uniformly (with replacement) from the filled slots."""
-        n = min(n, self.count)
-        idx = torch.randint(0, max(self.count, 1), (n,), generator=self.generator)
-        return self.audio[idx].float(), self.stream[idx], self.time[idx]
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Up to n distinct examples: (n, samples) float32, stream hashes, capture times."""
+        k = min(n, len(self))
+        idx = np.sort(self._rng.choice(len(self), size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+        return self._audio[idx].astype(np.float32) / 32767.0, self._stream[idx], self._time[idx]
 
     def state_dict(self) -> dict:
-        return {"audio": self.audio, "stream": self.stream, "time": self.time, "count": self.count,
-                "seen": self.seen, "ptr": self.ptr}
+        n = len(self)
+        return {
+            "audio": torch.from_numpy(self._audio[:n].copy()),
+            "stream": torch.from_numpy(self._stream[:n].copy()),
+            "time": torch.from_numpy(self._time[:n].copy()),
+            "seen": self._seen,
+        }
 
     def load_state_dict(self, sd: dict) -> None:
-        self.audio, self.stream, self.time = sd["audio"].clone(), sd["stream"].clone(), sd["time"].clone()
-        self.count, self.seen, self.ptr = int(sd["count"]), int(sd["seen"]), int(sd["ptr"])
+        audio = sd["audio"].numpy()
+        n = min(audio.shape[0], self.capacity)
+        if audio.shape[0] and audio.shape[1] != self.samples:
+            raise ValueError(f"replay examples have {audio.shape[1]} samples, this learner uses {self.samples}")
+        self._audio[:n] = audio[:n]
+        self._stream[:n] = sd["stream"].numpy()[:n]
+        self._time[:n] = sd["time"].numpy()[:n]
+        self._seen = int(sd["seen"])

@@ -1,98 +1,114 @@
 """MoCo — momentum contrast (He et al., "Momentum Contrast for Unsupervised Visual
-Representation Learning", CVPR 2020; v2 projection head from Chen et al. 2020), as
-in facebookresearch/moco ``builder.py``: a query encoder, a momentum key encoder, and
-a FIFO queue of past keys as negatives.
+Representation Learning", CVPR 2020; v2 projection head: Chen et al. 2020), for audio windows.
 
-    L_MoCo = -1/B sum_b log  exp(q_b . k_b / tau) / (exp(q_b . k_b / tau) + sum_{j in N_b} exp(q_b . queue_j / tau))
+A query encoder (the learner's own backbone + projection) and a momentum key encoder
+embed two augmented views of the same window; the keys of earlier windows wait in a FIFO
+queue of K slots and serve as negatives:
 
-q_b and k_b are L2-normalised projections of two augmented views of window b (query
-encoder / key encoder). The key encoder follows the query encoder by
-theta_k <- m theta_k + (1 - m) theta_q. N_b is every filled queue slot *except* keys
-of the same stream captured within ``exclude_recent_s`` of window b: on a live stream
-the last few seconds sound like the present, so treating them as negatives would
-push apart what should be close (false negatives).
+    q = normalize(g_q(view_1)),  k+ = normalize(g_k(view_2)),  queue = {k_1..k_K}
+    L_MoCo = -log  exp(q.k+ / tau) / (exp(q.k+ / tau) + sum_{j valid} exp(q.k_j / tau))
+    theta_k <- m theta_k + (1 - m) theta_q          (after every optimizer step)
+
+A live stream's own recent keys are false negatives (the same speaker a second ago), so
+each slot remembers the stream (a 64-bit hash of its id) and capture time of its window,
+and a slot from the query's stream within ``exclude_recent_s`` of the query's capture time
+is masked out (logit -inf). Slots never written yet are masked too: no invented negatives,
+so the loss is honest from the first window.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from streamssl.models import Backbone, ProjectionHead
 
-def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, neg_mask: torch.Tensor, tau: float) -> torch.Tensor:
-    """q, k: (B, P) normalised; queue: (K, P); neg_mask: (B, K) True where a slot is a usable negative."""
-    pos = (q * k).sum(-1, keepdim=True)  # (B, 1)
-    neg = q @ queue.T  # (B, K)
-    neg = neg.masked_fill(~neg_mask, float("-inf"))
-    logits = torch.cat([pos, neg], dim=1) / tau  # (B, 1+K)
-    target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-    return F.cross_entropy(logits.float(), target)
+
+def stream_hash(stream_id: str) -> int:
+    """Stable signed 64-bit id of a stream (Python's ``hash`` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(stream_id.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def moco_logits(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, neg_mask: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """q, k: (B, P) unit; queue: (K, P) unit; neg_mask: (B, K) True = not a negative -> logits (B, 1+K)."""
+    l_pos = (q * k).sum(-1, keepdim=True)  # (B, 1)
+    l_neg = q @ queue.T  # (B, K)
+    l_neg = l_neg.masked_fill(neg_mask, float("-inf"))
+    return torch.cat([l_pos, l_neg], dim=1) / temperature
+
+
+def moco_loss(q, k, queue, neg_mask, temperature: float) -> torch.Tensor:
+    """InfoNCE with the positive in column 0."""
+    logits = moco_logits(q.float(), k.float(), queue.float(), neg_mask, temperature)
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
 class MoCo(nn.Module):
-    """Projection head, momentum key encoder (backbone + head copy) and the key queue.
+    """Owns the momentum key encoder and the key queue (buffers, so they checkpoint with it)."""
 
-    The queue, its pointer and per-slot metadata are buffers, so they checkpoint with
-    the model: ``queue`` (K, P) keys, ``queue_stream`` (K,) stream hash, ``queue_time``
-    (K,) capture time in seconds, ``queue_valid`` (K,) filled slots, ``queue_ptr``.
-    """
-
-    def __init__(self, backbone: nn.Module, dim: int, proj_dim: int, queue_size: int, momentum: float,
-                 temperature: float, exclude_recent_s: float):
+    def __init__(
+        self, backbone: Backbone, projection: ProjectionHead, proj_dim: int, queue_size: int,
+        momentum: float, temperature: float, exclude_recent_s: float,
+    ):
         super().__init__()
-        self.projection = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, proj_dim))
-        self.key_backbone = copy.deepcopy(backbone).requires_grad_(False)
-        self.key_projection = copy.deepcopy(self.projection).requires_grad_(False)
+        self.key_backbone = copy.deepcopy(backbone)
+        self.key_projection = copy.deepcopy(projection)
+        for p in [*self.key_backbone.parameters(), *self.key_projection.parameters()]:
+            p.requires_grad_(False)
         self.momentum = momentum
         self.temperature = temperature
-        self.exclude_recent_s = exclude_recent_s
-        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
-        self.register_buffer("queue_stream", torch.zeros(queue_size, dtype=torch.long))
-        self.register_buffer("queue_time", torch.zeros(queue_size, dtype=torch.float64))
+        self.exclude_ns = int(exclude_recent_s * 1e9)
+        self.register_buffer("queue", torch.zeros(queue_size, proj_dim))  # (K, P)
+        self.register_buffer("queue_stream", torch.zeros(queue_size, dtype=torch.long))  # stream hash per slot
+        self.register_buffer("queue_time", torch.zeros(queue_size, dtype=torch.long))  # capture_ns per slot
         self.register_buffer("queue_valid", torch.zeros(queue_size, dtype=torch.bool))
-        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 
     @property
     def fill(self) -> float:
-        return float(self.queue_valid.float().mean())
-
-    def query(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled context of the query view (B, D) -> normalised (B, P)."""
-        return F.normalize(self.projection(pooled), dim=1)
+        return float(self.queue_valid.float().mean().item())
 
     @torch.no_grad()
-    def key(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised log-mel of the key view (B, T, F) -> normalised keys (B, P)."""
+    def momentum_update(self, backbone: Backbone, projection: ProjectionHead) -> None:
+        """theta_k <- m theta_k + (1 - m) theta_q."""
+        pairs = [(backbone, self.key_backbone), (projection, self.key_projection)]
+        for q_mod, k_mod in pairs:
+            for pq, pk in zip(q_mod.parameters(), k_mod.parameters()):
+                pk.mul_(self.momentum).add_(pq.detach(), alpha=1.0 - self.momentum)
+
+    @torch.no_grad()
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised log-mel view (B, T, F) -> unit keys (B, P) from the momentum encoder."""
         _, c, _ = self.key_backbone(x)
-        return F.normalize(self.key_projection(c.mean(1)), dim=1)
+        return F.normalize(self.key_projection(c.mean(1)).float(), dim=1)
 
-    def negatives_mask(self, stream: torch.Tensor, time_s: torch.Tensor) -> torch.Tensor:
-        """(B, K): filled slots that are not recent keys of the same stream."""
-        same = stream[:, None] == self.queue_stream[None]
-        recent = (time_s[:, None] - self.queue_time[None]).abs() < self.exclude_recent_s
-        return self.queue_valid[None] & ~(same & recent)
+    def negative_mask(self, stream: torch.Tensor, time_ns: torch.Tensor) -> torch.Tensor:
+        """(B,) stream hashes and capture times -> (B, K) True where a slot must not be a negative."""
+        same = stream[:, None] == self.queue_stream[None, :]
+        recent = (time_ns[:, None] - self.queue_time[None, :]).abs() < self.exclude_ns
+        return (same & recent) | ~self.queue_valid[None, :]
 
-    def loss(self, q: torch.Tensor, k: torch.Tensor, stream: torch.Tensor, time_s: torch.Tensor) -> torch.Tensor:
-        return moco_loss(q, k, self.queue.clone(), self.negatives_mask(stream, time_s), self.temperature)
-
-    @torch.no_grad()
-    def momentum_update(self, backbone: nn.Module) -> None:
-        """theta_k <- m theta_k + (1 - m) theta_q for backbone and projection."""
-        pairs = [(backbone, self.key_backbone), (self.projection, self.key_projection)]
-        for online, target in pairs:
-            for p_q, p_k in zip(online.parameters(), target.parameters()):
-                p_k.mul_(self.momentum).add_(p_q.detach(), alpha=1.0 - self.momentum)
+    def loss(self, q: torch.Tensor, k: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor) -> torch.Tensor:
+        """q: (B, P) unit queries with grad; k: (B, P) unit keys -> scalar InfoNCE against the queue."""
+        return moco_loss(q, k, self.queue, self.negative_mask(stream, time_ns), self.temperature)
 
     @torch.no_grad()
-    def enqueue(self, k: torch.Tensor, stream: torch.Tensor, time_s: torch.Tensor) -> None:
-        """FIFO: write keys at the pointer, wrapping around the end of the queue."""
+    def dequeue_and_enqueue(self, keys: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor) -> None:
+        """Write keys (N, P) at the pointer, wrapping around; the oldest slots are overwritten."""
         size = self.queue.shape[0]
-        idx = (self.queue_ptr + torch.arange(k.shape[0], device=k.device)) % size
-        self.queue[idx] = k
+        if keys.shape[0] > size:
+            keys, stream, time_ns = keys[-size:], stream[-size:], time_ns[-size:]
+        n = keys.shape[0]
+        ptr = int(self.queue_ptr.item())
+        idx = (torch.arange(n, device=keys.device) + ptr) % size
+        self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_stream[idx] = stream
-        self.queue_time[idx] = time_s
+        self.queue_time[idx] = time_ns
         self.queue_valid[idx] = True
-        self.queue_ptr.copy_((self.queue_ptr + k.shape[0]) % size)
+        self.queue_ptr[0] = (ptr + n) % size
