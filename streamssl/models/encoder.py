@@ -51,6 +51,8 @@ class CausalConvEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, caches: list[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if x.shape[1] == 0:  # nothing new: the left context is unchanged
+            return x.new_zeros(x.shape[0], 0, self.out_dim), caches
         h = x.transpose(1, 2)  # (B, n_mels, T)
         new = []
         for i, block in enumerate(self.blocks):
