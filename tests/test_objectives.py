@@ -1,0 +1,142 @@
+"""Each objective against a direct (loops + numpy) computation of its formula; MoCo's queue mechanics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from streamssl import config
+from streamssl.models import ProjectionHead, build_backbone
+from streamssl.objectives import MoCo, apc_loss, cpc_loss, moco_loss, stream_hash
+
+
+def _logsumexp(v: list[float]) -> float:
+    m = max(v)
+    return m + math.log(sum(math.exp(x - m) for x in v))
+
+
+def test_apc_loss_matches_loop():
+    rng = np.random.default_rng(0)
+    b, t, f, n = 2, 9, 5, 3
+    pred, target = rng.standard_normal((b, t, f)), rng.standard_normal((b, t, f))
+    total, count = 0.0, 0
+    for i in range(b):
+        for j in range(t - n):
+            for k in range(f):
+                total += abs(pred[i, j, k] - target[i, j + n, k])
+                count += 1
+    got = apc_loss(torch.tensor(pred), torch.tensor(target), n)
+    assert math.isclose(float(got), total / count, rel_tol=1e-9)
+
+
+def test_cpc_loss_matches_loop_with_shared_negatives_and_masked_self():
+    rng = np.random.default_rng(1)
+    b, t, c, k_steps, n_neg = 2, 6, 4, 3, 5
+    z = rng.standard_normal((b, t, c))
+    preds = [rng.standard_normal((b, t, c)) for _ in range(k_steps)]
+    neg_idx = rng.integers(0, b * t, (k_steps, n_neg))
+    neg_idx[0, 0] = 0 * t + 1  # the positive of (b=0, t=0, k=1) drawn as a negative: must be masked
+    flat = z.reshape(b * t, c)
+    per_k = []
+    for k in range(1, k_steps + 1):
+        terms = []
+        for i in range(b):
+            for j in range(t - k):
+                p = preds[k - 1][i, j]
+                pos = float(p @ z[i, j + k])
+                negs = [float(p @ flat[m]) for m in neg_idx[k - 1] if m != i * t + j + k]
+                terms.append(-pos + _logsumexp([pos, *negs]))
+        per_k.append(np.mean(terms))
+    got = cpc_loss([torch.tensor(p) for p in preds], torch.tensor(z), torch.tensor(neg_idx))
+    assert math.isclose(float(got), float(np.mean(per_k)), rel_tol=1e-6)
+
+
+def test_moco_loss_matches_loop_with_masked_negatives():
+    rng = np.random.default_rng(2)
+    b, p, k, tau = 3, 4, 6, 0.2
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    q, key, queue = unit(rng.standard_normal((b, p))), unit(rng.standard_normal((b, p))), unit(rng.standard_normal((k, p)))
+    mask = rng.random((b, k)) < 0.4
+    ref = []
+    for i in range(b):
+        pos = q[i] @ key[i] / tau
+        negs = [q[i] @ queue[j] / tau for j in range(k) if not mask[i, j]]
+        ref.append(-pos + _logsumexp([pos, *negs]))
+    got = moco_loss(torch.tensor(q).float(), torch.tensor(key).float(), torch.tensor(queue).float(),
+                    torch.tensor(mask), tau)
+    assert math.isclose(float(got), float(np.mean(ref)), rel_tol=1e-5)
+
+
+def _moco(queue: int = 5, exclude_s: float = 5.0, momentum: float = 0.9) -> tuple[MoCo, torch.nn.Module, ProjectionHead]:
+    cfg = config.load("tests/configs/small.toml")
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg)
+    proj = ProjectionHead(backbone.dim, 4)
+    return MoCo(backbone, proj, 4, queue, momentum, 0.2, exclude_s), backbone, proj
+
+
+def test_queue_wraps_around_and_overwrites_oldest():
+    moco, _, _ = _moco(queue=5)
+    keys = F.normalize(torch.randn(9, 4), dim=1)
+    streams, times = torch.arange(9), torch.arange(9) * 10**9
+    moco.dequeue_and_enqueue(keys[:3], streams[:3], times[:3])
+    assert int(moco.queue_ptr) == 3 and abs(moco.fill - 0.6) < 1e-6
+    moco.dequeue_and_enqueue(keys[3:7], streams[3:7], times[3:7])  # slots 3, 4, then wraps to 0, 1
+    assert int(moco.queue_ptr) == 2 and moco.fill == 1.0
+    expected = keys[[5, 6, 2, 3, 4]]
+    torch.testing.assert_close(moco.queue, expected)
+    assert moco.queue_stream.tolist() == [5, 6, 2, 3, 4]
+    assert moco.queue_time.tolist() == [5e9, 6e9, 2e9, 3e9, 4e9]
+    moco.dequeue_and_enqueue(keys, streams, times)  # more keys than slots: the newest 5 survive
+    assert sorted(moco.queue_stream.tolist()) == [4, 5, 6, 7, 8]
+
+
+def test_recent_same_stream_keys_and_empty_slots_are_not_negatives():
+    moco, _, _ = _moco(queue=6, exclude_s=5.0)
+    a, b = stream_hash("mic-a"), stream_hash("mic-b")
+    assert a != b and stream_hash("mic-a") == a  # stable across calls (and processes: blake2b, not hash())
+    s = 10**9
+    moco.dequeue_and_enqueue(
+        F.normalize(torch.randn(5, 4), dim=1),
+        torch.tensor([a, a, a, b, b]),
+        torch.tensor([100 * s, 96 * s, 94 * s, 100 * s, 50 * s]),
+    )  # slot 5 stays empty
+    mask = moco.negative_mask(torch.tensor([a, b]), torch.tensor([100 * s, 99 * s]))
+    # query from a at t=100: its keys at 100 s and 96 s are within 5 s -> excluded; at 94 s -> a negative;
+    # b's keys are negatives whatever their time; the never-written slot 5 is never a negative.
+    assert mask[0].tolist() == [True, True, False, False, False, True]
+    assert mask[1].tolist() == [False, False, False, True, False, True]
+    # masked slots contribute nothing: the loss equals InfoNCE over the unmasked slots only
+    q = F.normalize(torch.randn(2, 4), dim=1)
+    k = F.normalize(torch.randn(2, 4), dim=1)
+    full = moco.loss(q, k, torch.tensor([a, b]), torch.tensor([100 * s, 99 * s]))
+    ref = []
+    for i in range(2):
+        keep = moco.queue[~mask[i]]
+        logits = torch.cat([(q[i] * k[i]).sum()[None], q[i] @ keep.T]) / 0.2
+        ref.append(-logits[0] + torch.logsumexp(logits, 0))
+    torch.testing.assert_close(full, torch.stack(ref).mean())
+
+
+def test_empty_queue_gives_zero_loss():
+    moco, _, _ = _moco()
+    q = F.normalize(torch.randn(3, 4), dim=1)
+    assert float(moco.loss(q, q, torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))) == 0.0
+
+
+def test_momentum_update_formula():
+    moco, backbone, proj = _moco(momentum=0.9)
+    before = [p.clone() for p in [*moco.key_backbone.parameters(), *moco.key_projection.parameters()]]
+    with torch.no_grad():
+        for p in [*backbone.parameters(), *proj.parameters()]:
+            p.add_(torch.randn_like(p))
+    query = [p.clone() for p in [*backbone.parameters(), *proj.parameters()]]
+    moco.momentum_update(backbone, proj)
+    after = [*moco.key_backbone.parameters(), *moco.key_projection.parameters()]
+    assert len(after) == len(query) == len(before)
+    for k0, q, k1 in zip(before, query, after):
+        torch.testing.assert_close(k1, 0.9 * k0 + 0.1 * q)
+    assert not any(p.requires_grad for p in after), "the key encoder never receives gradients"
