@@ -1,17 +1,25 @@
 """Checkpoints: everything a learner needs to continue, written so a crash never corrupts one.
 
-A checkpoint is one ``torch.save`` file of tensors and plain containers (no pickled
-classes): the learner's ``state_dict``, the config as a dict, the daemon's own extras
-(stream sequence positions, probe set, drift state) and a format number. Writes are
-atomic — temp file in the same directory, fsync, rename, fsync of the directory — so a
-reader sees the previous checkpoint or the new one, never half of one, and a full disk
-leaves the previous one in place. Loading uses ``torch.load(weights_only=True)``; a
-file that fails to load or lacks the expected keys is refused with ``CheckpointError``
-and ``load_latest`` falls back to the next newest.
+A checkpoint holds the learner's ``state_dict``, the config as a dict, the daemon's own
+extras (stream positions, probe set, drift state) and a format number — tensors and
+plain containers only, read back with ``torch.load(weights_only=True)``: no pickled
+classes, no code runs on load.
+
+Integrity: the payload is serialised once, its SHA-256 computed, and the file is an
+envelope ``{"format", "sha256", "payload": uint8 tensor}``. A truncated file fails to
+open; a flipped byte inside tensor data, which ``torch.load`` alone would read back as
+silently wrong weights, fails the digest. Either way ``CheckpointError`` names the file
+and the reason, and ``load_latest`` falls back to the previous good checkpoint.
+
+Writes are atomic: a temp file in the same directory, fsync, rename, fsync of the
+directory — a reader sees the previous checkpoint or the new one, never half of one, and
+a full disk leaves the previous one in place.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import time
@@ -23,31 +31,45 @@ from streamssl import config as config_mod
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 PATTERN = "ckpt-*.pt"
 _REQUIRED = ("format", "learner", "config", "saved_at")
+# Sections that define the weights' shapes and meaning: always taken from the checkpoint.
+MODEL_SECTIONS = ("features", "model", "objectives")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (truncated, corrupted, wrong format)."""
 
 
+def _serialise(obj: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def save(learner, directory: str | Path, keep: int = 3, extra: dict | None = None) -> Path:
-    """Atomically write ``ckpt-<step>.pt`` into ``directory``; keep the newest ``keep``."""
+    """Atomically write ``ckpt-<step>-<ns>.pt`` into ``directory``; keep the newest ``keep``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"ckpt-{learner.step:012d}.pt"
+    # The time suffix keeps two saves at one step (no update in between) from colliding.
+    path = directory / f"ckpt-{learner.step:012d}-{time.time_ns():020d}.pt"
     tmp = directory / f".{path.name}.tmp-{os.getpid()}"
-    payload = {
+    payload = _serialise({
         "format": FORMAT,
         "saved_at": time.time(),
         "config": learner.cfg.to_dict(),
         "learner": learner.state_dict(),
         "daemon": extra or {},
+    })
+    envelope = {
+        "format": FORMAT,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
     }
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            torch.save(envelope, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -65,15 +87,24 @@ def save(learner, directory: str | Path, keep: int = 3, extra: dict | None = Non
 
 
 def load(path: str | Path) -> dict:
-    """Read and check one checkpoint file."""
+    """Read, verify and return one checkpoint; ``CheckpointError`` says why one is refused."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        envelope = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: cannot be loaded, truncated or damaged ({type(exc).__name__}: {exc})") from None
+    if not isinstance(envelope, dict) or not {"format", "sha256", "payload"} <= envelope.keys():
+        raise CheckpointError(f"{path}: not a streamssl checkpoint (no format/sha256/payload)")
+    if envelope["format"] != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {envelope['format']}, this build reads {FORMAT}")
+    payload = envelope["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != envelope["sha256"]:
+        raise CheckpointError(f"{path}: corrupted (SHA-256 of the payload does not match the one written)")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: payload cannot be loaded ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or any(k not in state for k in _REQUIRED):
         raise CheckpointError(f"{path}: not a streamssl checkpoint (missing {', '.join(_REQUIRED)})")
-    if state["format"] != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {state['format']}, this build reads {FORMAT}")
     return state
 
 
@@ -91,13 +122,22 @@ def load_latest(directory: str | Path) -> dict | None:
 
 
 def learner_from_checkpoint(path_or_dir: str | Path, device: str = "cpu", cfg=None):
-    """An OnlineLearner restored from a checkpoint file or the newest one in a directory."""
+    """An OnlineLearner restored from a checkpoint file or the newest good one in a directory.
+
+    The architecture (features, model, objectives) always comes from the checkpoint, so
+    the weights fit; a given ``cfg`` supplies everything else (learner, transport, ...).
+    """
     from streamssl.learner import OnlineLearner
 
     p = Path(path_or_dir)
     state = load_latest(p) if p.is_dir() else load(p)
     if state is None:
         raise CheckpointError(f"{p}: no loadable checkpoint")
-    learner = OnlineLearner(cfg or config_mod.from_dict(state["config"]), device=device)
+    stored = config_mod.from_dict(state["config"])
+    if cfg is not None:
+        for section in MODEL_SECTIONS:
+            setattr(cfg, section, getattr(stored, section))
+        cfg.learner.window_s = stored.learner.window_s
+    learner = OnlineLearner(cfg or stored, device=device)
     learner.load_state_dict(state["learner"])
     return learner
