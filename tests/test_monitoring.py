@@ -217,3 +217,22 @@ def test_dashboard_rows_panels_and_datasource_fit_together():
 @pytest.mark.parametrize("source", re.findall(r"- \./(\S+?):", (MON / "compose.yaml").read_text()))
 def test_compose_mounts_files_that_exist(source):
     assert (MON / source).exists(), source
+
+
+def test_promtool_check_metrics_finds_no_lint_problems_in_the_exposition():
+    """What both daemons serve, every labelled metric with a child and the info metrics set,
+    passes ``promtool check metrics`` (naming, suffixes, units, help text) without a remark."""
+    from prometheus_client import Info, generate_latest
+    from prometheus_client.metrics import MetricWrapperBase
+
+    registry = CollectorRegistry()
+    for holder in (CaptureMetrics(registry), LearnerMetrics(registry)):
+        for m in vars(holder).values():
+            if isinstance(m, Info):
+                m.info({"version": "0"})
+            elif isinstance(m, MetricWrapperBase) and m._labelnames:  # noqa: SLF001 - no public accessor
+                m.labels(*["x"] * len(m._labelnames))  # noqa: SLF001
+    exposition = generate_latest(registry)
+    assert b"streamssl_learner_loss{" in exposition and b"streamssl_capture_info{" in exposition
+    out = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True, timeout=60)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), (out.stdout + out.stderr).decode()
