@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import zmq
 
 from support import REPO, free_endpoint, free_port, log_tail, metric, scrape, start_streamssl, stop, wait_until
 
@@ -114,6 +115,7 @@ def stack(tmp_path):
         stdout=prom_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     procs = []
+    bad = None
     try:
         wait_until(lambda: api(prom_port, "status/buildinfo"), 30, 0.1, "prometheus ready")
         procs.append(start_streamssl(
@@ -126,6 +128,12 @@ def stack(tmp_path):
             "capture", "--source", "speech", "--stream-id", "e2e", "--connect", audio,
             "--metrics-port", str(capture_port), log_path=tmp_path / "capture.log",
         ))
+        # A malformed message (one frame, no header) so the rejection series move too.
+        ctx = zmq.Context.instance()
+        bad = ctx.socket(zmq.PUSH)
+        bad.setsockopt(zmq.LINGER, 1000)
+        bad.connect(audio)
+        bad.send(b"not an audio window")
         # Data flows: steps taken and a checkpoint written. Deadlines are generous because CI
         # machines run other suites beside this one; nothing here measures speed.
         wait_until(lambda: metric(scrape(learner_port), "streamssl_learner_updates_total") >= 2, 180, 0.5,
@@ -134,6 +142,8 @@ def stack(tmp_path):
                    120, 0.5, "first checkpoint")
         yield prom_port
     finally:
+        if bad is not None:
+            bad.close()
         for p in reversed(procs):
             if stop(p) != 0:
                 print(log_tail(p))
@@ -164,17 +174,21 @@ def test_every_dashboard_and_rule_query_returns_data_from_a_real_prometheus(stac
 
     # Rates over 30 s, 1 m and 5 m windows need a few scrapes; recorded series need a rule
     # evaluation. Poll until every query answers, then report every one that never did.
-    pending = dict(queries)
+    # Keyed by position: a panel with several targets has one title for all of them.
+    pending = dict(enumerate(queries))
     deadline = time.monotonic() + 90
     while pending and time.monotonic() < deadline:
-        for name, expr in list(pending.items()):
+        for i, (_, expr) in list(pending.items()):
             if query(port, expr):
-                del pending[name]
+                del pending[i]
         if pending:
             time.sleep(1)
-    for name, expr in queries:
-        print(f"{'EMPTY' if name in pending else 'ok   '} {name}: {expr}")
-    assert not pending, "queries with no data:\n" + "\n".join(f"  {n}: {e}" for n, e in pending.items())
+    for i, (name, expr) in enumerate(queries):
+        print(f"{'EMPTY' if i in pending else 'ok   '} {name}: {expr}")
+    assert not pending, "queries with no data:\n" + "\n".join(f"  {n}: {e}" for n, e in pending.values())
+    # The malformed message the fixture sent is counted, and Prometheus saw the count.
+    rejected = query(port, 'sum(streamssl_learner_messages_rejected_total{job="streamssl-learner"})')
+    assert float(rejected[0]["value"][1]) >= 1, rejected
     # Both targets healthy as Prometheus sees them.
     health = {t["labels"]["job"]: t["health"] for t in api(port, "targets")["activeTargets"]}
     assert health == {"streamssl-learner": "up", "streamssl-capture": "up"}
