@@ -278,9 +278,11 @@ class OnlineLearner:
 
     def update(self, windows: Sequence[AudioWindow]) -> StepStats:
         """One optimizer step on the new windows plus replay; returns what happened."""
+        if not windows:
+            raise ValueError("update() needs at least one new window (the daemon calls it per arrival)")
         started = time.perf_counter()
         lc = self.cfg.learner
-        new = np.stack([self._example(w) for w in windows]) if windows else np.zeros((0, self.window_samples), np.float32)
+        new = np.stack([self._example(w) for w in windows])
         new_stream = np.array([stream_hash(w.stream_id) for w in windows], dtype=np.int64)
         new_time = np.array([w.capture_ns for w in windows], dtype=np.int64)
         old, old_stream, old_time = self.replay.sample(lc.replay_per_step)
@@ -289,16 +291,13 @@ class OnlineLearner:
         time_ns = torch.from_numpy(np.concatenate([new_time, old_time])).to(self.device)
         audio_s = float(sum(w.duration_s for w in windows))
         lr = float(self.optimizer.param_groups[0]["lr"])
-        if batch.shape[0] == 0:
-            return StepStats(self._step, {}, 0, 0, 0.0, lr, True, time.perf_counter() - started, 0.0)
         audio = torch.from_numpy(batch).to(self.device)
 
         # Statistics include the new frames before they are normalised (right from the first
         # window); they are rolled back with everything else if the step is skipped.
         saved_norm = {k: v.clone() for k, v in self.normaliser.state_dict().items()}
-        if len(windows):
-            with torch.no_grad():
-                self.normaliser.update(self.logmel(audio[: len(windows)]))
+        with torch.no_grad():
+            self.normaliser.update(self.logmel(audio[: len(windows)]))
         losses, keys = self._losses(audio, stream, time_ns)
         total = sum(self.weights[k] * v for k, v in losses.items())
         values = {k: float(v.detach()) for k, v in losses.items()}

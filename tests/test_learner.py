@@ -140,3 +140,8 @@ def test_resume_continues_bit_for_bit(tmp_path):
         assert torch.equal(wa[k], wb[k]), k
     ra, rb = a.state_dict()["rng"], b_.state_dict()["rng"]
     assert torch.equal(ra["torch"], rb["torch"]) and ra["numpy"] == rb["numpy"] and ra["python"] == rb["python"]
+
+
+def test_update_without_windows_is_an_error():
+    with pytest.raises(ValueError, match="at least one"):
+        OnlineLearner(_cfg()).update([])
