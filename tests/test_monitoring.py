@@ -236,3 +236,17 @@ def test_promtool_check_metrics_finds_no_lint_problems_in_the_exposition():
     assert b"streamssl_learner_loss{" in exposition and b"streamssl_capture_info{" in exposition
     out = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True, timeout=60)
     assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), (out.stdout + out.stderr).decode()
+
+
+def test_dashboard_threshold_lines_are_the_alert_thresholds():
+    """The spread, real-time factor and checkpoint-age panels draw the line their alert fires at."""
+    rules = {r["alert"]: r["expr"] for r in rule_blocks() if "alert" in r}
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+
+    def line(title: str) -> float:
+        return panels[title]["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"]
+
+    floor = float(re.search(r"streamssl_learner_embedding_spread < ([0-9.]+)", rules["StreamsslCollapse"]).group(1))
+    assert line("Embedding spread (collapse)") == floor
+    assert f"streamssl_learner_realtime_factor < {line('Real-time factor')}" in rules["StreamsslLearnerBehindRealtime"]
+    assert f"> {line('Checkpoint age')}" in rules["StreamsslCheckpointStale"]

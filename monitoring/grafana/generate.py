@@ -156,6 +156,15 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
 ]
 
 
+# Alert thresholds drawn on their panels (same numbers as prometheus/rules/streamssl.rules.yml;
+# tests/test_monitoring.py checks they agree): (base colour, threshold, colour beyond it).
+THRESHOLDS = {
+    "Embedding spread (collapse)": ("red", 0.01, "green"),  # StreamsslCollapse floor
+    "Real-time factor": ("red", 1, "green"),  # StreamsslLearnerBehindRealtime
+    "Checkpoint age": ("green", 1800, "red"),  # StreamsslCheckpointStale
+}
+
+
 def panel(pid: int, title: str, unit: str, kind: str, description: str, targets: list[dict], pos: dict) -> dict:
     out = {
         "id": pid,
@@ -171,6 +180,11 @@ def panel(pid: int, title: str, unit: str, kind: str, description: str, targets:
             for i, tgt in enumerate(targets)
         ],
     }
+    if title in THRESHOLDS:
+        below, value, above = THRESHOLDS[title]
+        out["fieldConfig"]["defaults"]["thresholds"] = {
+            "mode": "absolute", "steps": [{"color": below, "value": None}, {"color": above, "value": value}]}
+        out["fieldConfig"]["defaults"]["custom"] = {"thresholdsStyle": {"mode": "line"}}
     if kind == "timeseries":
         out["options"] = {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
     return out
