@@ -4,6 +4,13 @@ libzmq's defaults suit none of our daemons: LINGER is infinite (a daemon would h
 exit), reconnect back-off is uncapped, receivers accept messages of any size, and dead
 TCP peers are never noticed. ``make_socket`` sets them all, binds or connects
 explicitly, and refuses to bind beyond loopback without CURVE unless told to.
+
+Dead-peer detection differs by pattern. PUB/SUB never back-pressures (PUB drops), so
+ZMTP heartbeats work there. PUSH/PULL audio *does* back-pressure when the learner falls
+behind: libzmq then stops reading the connection, the sender's PINGs wait behind audio
+in the TCP buffer, the heartbeat times out and the sender reconnects mid-flood (seen
+here as reordered windows and a libzmq assertion in the learner). So audio sockets
+use kernel TCP keepalive instead, which no application-level queue can starve.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from streamssl.config import ConfigError, TransportConfig
 log = logging.getLogger(__name__)
 
 _RECEIVERS = {zmq.PULL, zmq.SUB, zmq.XSUB, zmq.XPUB, zmq.ROUTER, zmq.DEALER, zmq.PAIR}
+_BACKPRESSURED = {zmq.PUSH, zmq.PULL}  # see the module docstring: no ZMTP heartbeats here
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -56,7 +64,12 @@ def make_socket(
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, cfg.reconnect_max_ms)
     if kind in _RECEIVERS:
         sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
-    if cfg.heartbeat_ms:
+    if cfg.heartbeat_ms and kind in _BACKPRESSURED:
+        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, max(1, cfg.heartbeat_ms // 1000))
+        sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, max(1, cfg.heartbeat_ms // 1000))
+        sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+    elif cfg.heartbeat_ms:
         sock.setsockopt(zmq.HEARTBEAT_IVL, cfg.heartbeat_ms)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, cfg.heartbeat_ms * 3)
         sock.setsockopt(zmq.HEARTBEAT_TTL, cfg.heartbeat_ms * 3)
