@@ -5,9 +5,12 @@ measured the same way in the same run, so the ratios mean something even on a no
 shared machine:
 
 - ``learner_rtf`` — audio seconds learned per wall second by ``OnlineLearner.update``
-  fed full batches back to back; ``offline_rtf`` — the same model, losses and batch
-  size trained by a plain PyTorch loop on tensors prepared in advance. Their ratio is
-  the cost of everything the online path adds (windowing, replay, bookkeeping).
+  fed ``batch_max`` new windows per call (plus its ``replay_per_step`` replayed
+  examples); ``offline_rtf`` — the learner's own modules doing the same tensor work on
+  the same batch size in a plain PyTorch loop over tensors prepared in advance
+  (``OfflineLoop``; its counted FLOPs per step are reported beside the learner's to show
+  the work is the same). Their ratio is the cost of everything the online path adds
+  (window objects, per-stream history, replay bookkeeping, checks, stats).
 - ``latency_*`` — capture timestamp to subscriber receive, through the real
   ``streamssl learn`` and ``streamssl capture`` processes on loopback at real-time pace.
 - ``transport_msgs_per_s`` vs ``raw_zmq_msgs_per_s`` — our encode/decode over real
@@ -221,52 +224,12 @@ def speech_windows(cfg: Config, n: int, streams: int = 8, seed: int = 0) -> list
     return out
 
 
-@dataclass
-class LearnerSpeed:
-    rtf: float
-    step_s: float
-    audio_s_per_step: float
-    batch_size: int
-    rtf_with_embed: float
-
-
-def learner_speed(cfg: Config, device: str, steps: int, warmup: int) -> LearnerSpeed:
-    """Feed ``OnlineLearner.update`` a full batch (``learner.batch_max`` new windows) per call.
-
-    Also measures embed+update per batch, what the daemon does per arrival, so the cost
-    of publishing before learning is visible beside the pure update rate.
-    """
-    from streamssl.learner import OnlineLearner
-
-    learner = OnlineLearner(cfg, device=device)
-    b = cfg.learner.batch_max
-    windows = speech_windows(cfg, b * (warmup + 2 * steps))
-    batches = [windows[i:i + b] for i in range(0, len(windows), b)]
-    for batch in batches[:warmup]:
-        learner.update(batch)
-    _sync(device)
-    audio = 0.0
-    start = time.perf_counter()
-    for batch in batches[warmup:warmup + steps]:
-        audio += learner.update(batch).audio_seconds
-    _sync(device)
-    wall = time.perf_counter() - start
-    start = time.perf_counter()
-    audio_e = 0.0
-    for batch in batches[warmup + steps:warmup + 2 * steps]:
-        learner.embed(batch)
-        audio_e += learner.update(batch).audio_seconds
-    _sync(device)
-    wall_e = time.perf_counter() - start
-    return LearnerSpeed(audio / wall, wall / steps, audio / steps, b, audio_e / wall_e)
-
-
-def model_gflop_per_audio_s(cfg: Config, warmup: int = 1) -> tuple[float, int]:
+def model_gflop_per_audio_s(cfg: Config, warmup: int = 1) -> tuple[float, int, float]:
     """FLOPs of one ``update`` (forward + backward, all losses) counted on CPU, per audio second.
 
     Counted on CPU whatever the benchmark device: FLOPs do not depend on it, and cuDNN's
     fused RNN kernels have no formula in ``FlopCounterMode`` while CPU's GRU decomposes
-    into counted matmuls. Returns (GFLOP per audio second, parameter count).
+    into counted matmuls. Returns (GFLOP per audio second, parameter count, GFLOP per step).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -281,97 +244,158 @@ def model_gflop_per_audio_s(cfg: Config, warmup: int = 1) -> tuple[float, int]:
     with counter:
         stats = learner.update(windows[warmup * b:])
     params = sum(p.numel() for p in learner.parameters())
-    return counter.get_total_flops() / 1e9 / stats.audio_seconds, int(params)
+    gflop = counter.get_total_flops() / 1e9
+    return gflop / stats.audio_seconds, int(params), gflop
+
+
+class OfflineLoop:
+    """The ceiling: ``OnlineLearner.update``'s tensor work written out as a plain PyTorch loop.
+
+    It trains an ``OnlineLearner``'s own modules (front end, normaliser, backbone, APC,
+    CPC, projection, MoCo with its key encoder and queue, optimizer, generator) on
+    batches of ``batch_max`` new + ``replay_per_step`` replayed examples of
+    ``learner.window_s`` seconds, prepared as one tensor before the clock starts, and per
+    step does what ``update`` does to such a batch: normaliser update from the new
+    examples' clean log-mel; the query view (crop, gain, noise) and the key view (plus
+    time/frequency masks); one online forward serving APC, CPC and the MoCo query; the
+    key view through the no-grad momentum encoder; backward, gradient clipping, AdamW,
+    momentum update, enqueue of the new keys. What it leaves out is exactly what the
+    online path adds: AudioWindow objects, per-stream history and resampling, replay
+    sampling and storage, the normaliser snapshot for rollback, the finiteness checks
+    and StepStats. Its counted FLOPs per step are reported beside ``update``'s so a
+    drift between the two is visible. Audio credited per step is the *new* audio
+    (``batch_max`` capture windows), as ``StepStats.audio_seconds``.
+    """
+
+    def __init__(self, cfg: Config, device: str, steps: int, seed: int = 2):
+        import torch
+
+        from streamssl.learner import OnlineLearner
+        from streamssl.objectives import stream_hash
+
+        self.cfg, self.device = cfg, device
+        self.learner = OnlineLearner(cfg, device=device)  # only for its modules, optimizer and generator
+        lc = cfg.learner
+        self.new = lc.batch_max
+        batch = lc.batch_max + lc.replay_per_step
+        n = self.learner.window_samples
+        windows = speech_windows(cfg, max(1, math.ceil(batch * n / _window_frames(cfg))) * 4, streams=1, seed=seed)
+        pcm = np.concatenate([w.mono_float() for w in windows]).astype(np.float32)
+        rng = np.random.default_rng(seed)
+        self.audio = torch.from_numpy(np.stack([
+            np.stack([pcm[s:s + n] for s in rng.integers(0, len(pcm) - n, batch)]) for _ in range(steps)
+        ])).to(device)  # (steps, batch, samples): prepared before the clock starts
+        streams = 8  # as many streams as speech_windows feeds the online learner
+        self.stream = torch.tensor([stream_hash(f"bench-{i % streams}") for i in range(batch)], device=device)
+        window_ns = cfg.capture.window_ms * 1_000_000
+        t0 = time.time_ns()
+        self.time_ns = torch.tensor(
+            [[t0 + (k * self.new + i) // streams * window_ns for i in range(batch)] for k in range(steps)],
+            dtype=torch.int64, device=device,
+        )
+        self.new_audio_s = self.new * cfg.capture.window_ms / 1000
+
+    def step(self, k: int) -> None:
+        import torch
+        from torch.nn import functional as F
+
+        from streamssl.augment import augment_waveform, mask_features
+        from streamssl.device import autocast
+
+        L, oc, g = self.learner, self.cfg.objectives, self.learner._gen
+        audio, stream, time_ns, new = self.audio[k], self.stream, self.time_ns[k], self.new
+        crop = oc.moco_crop_fraction
+        with torch.no_grad():
+            L.normaliser.update(L.logmel(audio[:new]))
+            x = L.normaliser(L.logmel(augment_waveform(audio, crop, g)))
+            x_key = mask_features(L.normaliser(L.logmel(augment_waveform(audio, crop, g))), g)
+        with autocast(L.device):
+            z, c, _ = L.backbone(x)
+            apc = L.apc(c.float(), x)
+            cpc = L.cpc(c.float(), z.float(), g)
+            q = F.normalize(L.projection(c.mean(1)).float(), dim=1)
+            keys = L.moco.keys(x_key)
+            moco = L.moco.loss(q, keys, stream, time_ns)
+        total = oc.apc_weight * apc + oc.cpc_weight * cpc + oc.moco_weight * moco
+        L.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(L.parameters(), self.cfg.learner.grad_clip)
+        L.optimizer.step()
+        L.moco.momentum_update(L.backbone, L.projection)
+        L.moco.dequeue_and_enqueue(keys[:new], stream[:new], time_ns[:new])
 
 
 @dataclass
-class OfflineSpeed:
-    rtf: float
-    step_s: float
+class LearningSpeed:
+    """Online vs offline, medians of per-step wall times measured in alternating blocks."""
+
+    learner_rtf: float
+    offline_rtf: float
+    learner_step_s: float
+    offline_step_s: float
+    audio_s_per_step: float  # new audio per step, both paths
+    batch_size: int  # examples per step, both paths: batch_max new + replay_per_step replayed
+    rtf_with_embed: float  # embed + update per batch, what the daemon does per arrival
+    offline_gflop_per_step: float
 
 
-def offline_speed(cfg: Config, device: str, steps: int, warmup: int) -> OfflineSpeed:
-    """The ceiling: the project's own front end, backbone and objectives in a plain loop.
-
-    Same work per step as one online update is meant to do (DESIGN.md, flow step 3):
-    ``batch_max`` new + ``replay_per_step`` replayed training windows of
-    ``learner.window_s``, log-mel + running normalisation, APC + CPC + MoCo (two crops,
-    momentum key encoder, FIFO queue of keys), AdamW with gradient clipping, momentum
-    update, enqueue. What it leaves out is exactly what the online path adds: Python
-    window objects, per-stream rings, replay bookkeeping, stats. Audio credited per step
-    is the *new* audio (``batch_max`` capture windows), as ``StepStats.audio_seconds``.
-    """
-    import copy
-
-    import torch
-    from torch.nn import functional as F
-
-    from streamssl.features import LogMel, Normaliser
-    from streamssl.models import ProjectionHead, build_backbone
-    from streamssl.objectives.apc import APC
-    from streamssl.objectives.cpc import CPC
-
-    torch.manual_seed(cfg.learner.seed)
-    gen = torch.Generator().manual_seed(cfg.learner.seed)
-    m, o, lc = cfg.model, cfg.objectives, cfg.learner
-    front = LogMel(cfg.features).to(device)
-    norm = Normaliser(cfg.features.n_mels, cfg.features.norm_momentum).to(device)
-    backbone = build_backbone(cfg).to(device)
-    apc = APC(backbone.dim, cfg.features.n_mels, o.apc_shift).to(device)
-    cpc = CPC(backbone.dim, backbone.z_dim, o.cpc_steps, o.cpc_negatives).to(device)
-    proj = ProjectionHead(backbone.dim, m.projection_dim).to(device)
-    key_backbone, key_proj = copy.deepcopy(backbone).requires_grad_(False), copy.deepcopy(proj).requires_grad_(False)
-    queue = F.normalize(torch.randn(o.moco_queue, m.projection_dim, device=device), dim=1)
-    ptr = 0
-    params = [p for mod in (backbone, apc, cpc, proj) for p in mod.parameters()]
-    opt = torch.optim.AdamW(params, lr=lc.lr, weight_decay=lc.weight_decay)
-
-    batch = lc.batch_max + lc.replay_per_step
-    n = int(lc.window_s * cfg.features.sample_rate)
-    windows = speech_windows(cfg, max(1, math.ceil(batch * n / _window_frames(cfg))) * 4, streams=1, seed=2)
-    pcm = np.concatenate([w.samples[:, 0] for w in windows]).astype(np.float32) / 32768.0
-    rng = np.random.default_rng(0)
-    data = torch.from_numpy(np.stack([
-        np.stack([pcm[s:s + n] for s in rng.integers(0, len(pcm) - n, batch)]) for _ in range(warmup + steps)
-    ])).to(device)  # (steps, batch, samples): everything prepared before the clock starts
-    new_audio_s = lc.batch_max * cfg.capture.window_ms / 1000
-
-    def step(x: torch.Tensor) -> None:
-        nonlocal ptr
-        mel = front(x)
-        norm.update(mel)
-        xn = norm(mel)
-        z, c, _ = backbone(xn)
-        loss = o.apc_weight * apc(c, xn) + o.cpc_weight * cpc(c, z, gen)
-        t = xn.shape[1]
-        crop = max(2, int(t * o.moco_crop_fraction))
-        a, b = (int(v) for v in torch.randint(0, t - crop + 1, (2,), generator=gen))
-        q = F.normalize(proj(backbone(xn[:, a:a + crop])[1].mean(1)), dim=1)  # (B, P)
-        with torch.no_grad():
-            k = F.normalize(key_proj(key_backbone(xn[:, b:b + crop])[1].mean(1)), dim=1)
-        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], dim=1) / o.moco_temperature  # B x (1+K)
-        loss = loss + o.moco_weight * F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, lc.grad_clip)
-        opt.step()
-        with torch.no_grad():
-            for kp, qp in zip([*key_backbone.parameters(), *key_proj.parameters()],
-                              [*backbone.parameters(), *proj.parameters()]):
-                kp.lerp_(qp, 1 - o.moco_momentum)
-            idx = (torch.arange(len(k), device=device) + ptr) % len(queue)
-            queue[idx] = k
-            ptr = (ptr + len(k)) % len(queue)
-
-    for i in range(warmup):
-        step(data[i])
-    _sync(device)
+def _timed(fn: Callable[[], object], device: str) -> float:
     start = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(data[i])
+    fn()
     _sync(device)
-    wall = time.perf_counter() - start
-    return OfflineSpeed(steps * new_audio_s / wall, wall / steps)
+    return time.perf_counter() - start
+
+
+def learning_speed(cfg: Config, device: str, steps: int, warmup: int, blocks: int = 3) -> LearningSpeed:
+    """``OnlineLearner.update`` fed ``learner.batch_max`` new windows per call (plus its own
+    ``replay_per_step`` replayed examples: the batch is full once the first update has
+    filled the replay) against ``OfflineLoop`` on the same batch size.
+
+    The two alternate in ``blocks`` blocks of ``steps / blocks`` steps each, and each rate is
+    new audio per step over the *median* step time, so a neighbour's burst on a shared
+    machine hits both sides alike instead of whichever ran second. Then embed+update per
+    batch, the daemon's path, is timed the same way.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from streamssl.learner import OnlineLearner
+
+    learner = OnlineLearner(cfg, device=device)
+    b = cfg.learner.batch_max
+    windows = speech_windows(cfg, b * (warmup + 2 * steps))
+    batches = iter([windows[i:i + b] for i in range(0, len(windows), b)])
+    offline = OfflineLoop(cfg, device, warmup + steps)
+    for _ in range(warmup):
+        learner.update(next(batches))
+        offline.step(0)
+    _sync(device)
+    online_t, offline_t, embed_t = [], [], []
+    audio_per_step = 0.0
+    k = warmup
+    per_block = max(1, steps // blocks)
+    for _ in range(blocks):
+        for _ in range(per_block):
+            batch = next(batches)
+            online_t.append(_timed(lambda: learner.update(batch), device))
+            audio_per_step = sum(w.duration_s for w in batch)
+        for _ in range(per_block):
+            offline_t.append(_timed(lambda: offline.step(k), device))
+            k = min(k + 1, warmup + steps - 1)
+    for _ in range(per_block * blocks):
+        batch = next(batches)
+        embed_t.append(_timed(lambda: (learner.embed(batch), learner.update(batch)), device))
+    flops = math.nan
+    if device == "cpu":
+        counter = FlopCounterMode(display=False)
+        with counter:
+            offline.step(k)
+        flops = counter.get_total_flops() / 1e9
+    on, off, emb = (statistics.median(t) for t in (online_t, offline_t, embed_t))
+    return LearningSpeed(
+        learner_rtf=audio_per_step / on, offline_rtf=offline.new_audio_s / off, learner_step_s=on, offline_step_s=off,
+        audio_s_per_step=audio_per_step, batch_size=b + cfg.learner.replay_per_step,
+        rtf_with_embed=audio_per_step / emb, offline_gflop_per_step=flops,
+    )
 
 
 # --- latency ----------------------------------------------------------------------
@@ -420,7 +444,7 @@ def _collect(endpoint: str, stream_ids: set[str], warmup_s: float, measure_s: fl
 
 def measure_latency(
     config_args: list[str], cfg: Config, device: str, stream_counts: tuple[int, ...], warmup_s: float, measure_s: float,
-    log_dir: Path, progress: Callable[[str], None] = lambda s: None,
+    log_dir: Path, progress: Callable[[str], None] = lambda s: None, env: dict[str, str] | None = None,
 ) -> list[LatencyResult]:
     """Start one real ``streamssl learn`` and, per stream count, real ``streamssl capture``
     daemons (speech at real-time pace, one stream each) on loopback; subscribe and time.
@@ -435,7 +459,7 @@ def measure_latency(
     learner = spawn(
         ["learn", *config_args, "--audio-bind", audio_ep, "--embeddings-bind", emb_ep, "--metrics-port", "0",
          "--device", device],
-        log_dir / "learn.log",
+        log_dir / "learn.log", env=env,
     )
     results = []
     try:
@@ -446,7 +470,7 @@ def measure_latency(
                 spawn(["capture", *config_args, "--set", f"capture.stream_id={sid}", "--set", f"capture.connect={audio_ep}",
                        "--set", "capture.source=speech", "--set", "capture.realtime=true",
                        "--set", f"capture.seed={i}", "--set", "capture.metrics_port=0"],
-                      log_dir / f"capture-{sid}.log")
+                      log_dir / f"capture-{sid}.log", env=env)
                 for i, sid in enumerate(ids)
             ]
             try:
@@ -472,7 +496,7 @@ def _ratio(a: float, b: float) -> float:
 
 def run_benchmarks(
     cfg: Config, config_args: list[str], device: str, plan: BenchPlan, *, skip_latency: bool = False,
-    progress: Callable[[str], None] = lambda s: None,
+    progress: Callable[[str], None] = lambda s: None, daemon_env: dict[str, str] | None = None,
 ) -> dict:
     """Run every measurement and return the flat result dict written as JSON."""
     import torch
@@ -480,24 +504,24 @@ def run_benchmarks(
     out: dict = {
         "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name()})",
         "torch_version": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "quick": plan.quick, "batch_size": cfg.learner.batch_max, "window_ms": cfg.capture.window_ms,
+        "quick": plan.quick, "batch_size": cfg.learner.batch_max, "replay_per_step": cfg.learner.replay_per_step, "window_ms": cfg.capture.window_ms,
         "model": f"{cfg.model.context}-{cfg.model.encoder_channels}x{cfg.model.encoder_layers}",
     }
     progress("gemm ceiling")
     out["machine_gemm_gflops"] = machine_gemm_gflops(device, plan.gemm_size)
     progress("model FLOPs")
-    out["model_gflop_per_audio_s"], out["model_params"] = model_gflop_per_audio_s(cfg)
-    progress("online learner")
-    online = learner_speed(cfg, device, plan.learner_steps, plan.warmup_steps)
-    out["learner_rtf"] = online.rtf
-    out["learner_step_ms"] = online.step_s * 1000
-    out["learner_rtf_with_embed"] = online.rtf_with_embed
-    out["audio_s_per_step"] = online.audio_s_per_step
-    progress("offline loop")
-    offline = offline_speed(cfg, device, plan.learner_steps, plan.warmup_steps)
-    out["offline_rtf"] = offline.rtf
-    out["offline_step_ms"] = offline.step_s * 1000
-    out["learner_vs_offline"] = _ratio(out["learner_rtf"], out["offline_rtf"])
+    out["model_gflop_per_audio_s"], out["model_params"], out["learner_gflop_per_step"] = model_gflop_per_audio_s(cfg)
+    progress("online learner vs offline loop")
+    speed = learning_speed(cfg, device, plan.learner_steps, plan.warmup_steps)
+    out["learner_rtf"] = speed.learner_rtf
+    out["offline_rtf"] = speed.offline_rtf
+    out["learner_vs_offline"] = _ratio(speed.learner_rtf, speed.offline_rtf)
+    out["learner_step_ms"] = speed.learner_step_s * 1000
+    out["offline_step_ms"] = speed.offline_step_s * 1000
+    out["learner_rtf_with_embed"] = speed.rtf_with_embed
+    out["audio_s_per_step"] = speed.audio_s_per_step
+    out["train_batch"] = speed.batch_size
+    out["offline_gflop_per_step"] = speed.offline_gflop_per_step
     out["achieved_gflops"] = out["model_gflop_per_audio_s"] * out["learner_rtf"]
     out["gemm_efficiency"] = _ratio(out["achieved_gflops"], out["machine_gemm_gflops"])
     progress("transport (ours)")
@@ -512,7 +536,7 @@ def run_benchmarks(
     else:
         with tempfile.TemporaryDirectory(prefix="streamssl-bench-") as tmp:
             lat = measure_latency(config_args, cfg, device, counts, plan.latency_warmup_s, plan.latency_s,
-                                  Path(tmp), progress)
+                                  Path(tmp), progress, daemon_env)
     for r in lat:
         suffix = "1stream" if r.streams == 1 else f"{r.streams}streams"
         out[f"latency_p50_ms_{suffix}"] = r.p50_ms
@@ -530,6 +554,8 @@ ROWS = (
     ("learner_rtf_with_embed", "online, embed + update per batch (daemon path)", "{:.1f}"),
     ("learner_step_ms", "online step", "{:.1f} ms"),
     ("offline_step_ms", "offline step", "{:.1f} ms"),
+    ("learner_gflop_per_step", "counted FLOPs of one OnlineLearner.update", "{:.2f} GFLOP"),
+    ("offline_gflop_per_step", "counted FLOPs of one offline step (same work)", "{:.2f} GFLOP"),
     ("latency_p50_ms_1stream", "capture -> subscriber p50, 1 stream", "{:.1f} ms"),
     ("latency_p99_ms_1stream", "capture -> subscriber p99, 1 stream", "{:.1f} ms"),
     ("latency_p50_ms_16streams", "capture -> subscriber p50, 16 streams", "{:.1f} ms"),
@@ -555,7 +581,8 @@ def print_results(results: dict) -> None:
     from rich.table import Table
 
     title = "streamssl bench" + (" --quick" if results.get("quick") else "")
-    table = Table(title=f"{title} — {results.get('model')}, batch {results.get('batch_size')}")
+    table = Table(title=f"{title} — {results.get('model')}, batch {results.get('batch_size')} new + "
+                        f"{results.get('replay_per_step')} replay windows per step")
     table.add_column("key")
     table.add_column("value", justify="right")
     table.add_column("what")

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 from streamssl import config
@@ -17,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", dest="json_path", help="write the results here (e.g. bench/results.json)")
     p.add_argument("--quick", action="store_true", help="tiny durations: a smoke run in well under a minute")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, help="torch threads here and in the daemons it starts (default: torch's)")
     p.add_argument("--skip-latency", action="store_true", help="skip the daemon latency runs (NaN in the JSON)")
 
 
@@ -38,9 +40,17 @@ def run(args: argparse.Namespace) -> int:
     from streamssl.benchmark import BenchPlan, print_results, resolve_device, run_benchmarks
 
     device = resolve_device(args.device)
+    daemon_env = {}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        daemon_env = {"OMP_NUM_THREADS": str(args.threads)}
+    started = time.monotonic()
     results = run_benchmarks(
         cfg, config_args(config_path, args.overrides), device, BenchPlan.make(args.quick), skip_latency=args.skip_latency,
-        progress=lambda s: print(f"… {s}", file=sys.stderr, flush=True),
+        daemon_env=daemon_env,
+        progress=lambda s: print(f"… {time.monotonic() - started:5.1f} s  {s}", file=sys.stderr, flush=True),
     )
     print_results(results)
     if args.json_path:
