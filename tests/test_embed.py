@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from scipy.signal import resample_poly
 
 from streamssl import checkpoint, config
@@ -21,6 +22,16 @@ from streamssl.learner import OnlineLearner
 from streamssl.wire import AudioWindow
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Updates on one thread: with other tests in parallel on 2 cores, two OpenMP threads spin
+    against each other and a small-model step takes ~50x longer."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _windows(pcm: np.ndarray, frames: int, stream: str) -> list[AudioWindow]:
@@ -36,6 +47,8 @@ def _int16(x: np.ndarray) -> np.ndarray:
 def trained(tmp_path_factory):
     """A small learner after a few steps (non-trivial normaliser and weights), checkpointed."""
     d = tmp_path_factory.mktemp("embed")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module scope runs before the autouse one-thread fixture
     learner = OnlineLearner(config.load("tests/configs/small.toml"), device="cpu")
     speech = _int16(synthesize("Seven quiet ships sailed past the harbour lights.", voice="en-gb+f2"))
     for w in _windows(speech, 8000, "train")[:3]:
@@ -43,11 +56,12 @@ def trained(tmp_path_factory):
     # the checkpoint carries a stream with the same name as a file: embed must start it fresh
     learner.embed(_windows(speech[:12000], 8000, "one.wav"))
     ckpt = checkpoint.save(learner, d / "ckpt", keep=2)
+    torch.set_num_threads(threads)
     return d, ckpt
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "streamssl", "embed", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
