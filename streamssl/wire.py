@@ -33,6 +33,9 @@ STREAM_ID_MAX_BYTES = 32
 MIN_RATE, MAX_RATE = 1_000, 384_000
 MAX_CHANNELS = 32
 MAX_EMBEDDING_DIM = 65_536
+# Float PCM is nominally in [-1, 1]; allow generous headroom, but squaring anything far
+# larger overflows float32 in the front end's power spectrum and would poison the model.
+MAX_FLOAT_AMPLITUDE = 1_000.0
 
 # Window flags set by capture.
 FLAG_INPUT_OVERFLOW = 1 << 0  # the audio device reported an overflow inside this window
@@ -66,6 +69,7 @@ class Reason(str, enum.Enum):
     CHANNELS = "bad_channels"
     SIZE = "size_mismatch"
     NONFINITE = "non_finite"
+    RANGE = "out_of_range"
     SHAPE = "bad_shape"
 
 
@@ -255,8 +259,11 @@ def decode_audio(frames: Sequence) -> AudioWindow:
             Reason.SIZE, f"payload is {len(payload)} bytes, header says {n} frames x {channels} ch x {np_dtype.itemsize} B"
         )
     samples = np.frombuffer(payload, dtype=np_dtype).reshape(n, channels)
-    if np_dtype.kind == "f" and not np.isfinite(samples).all():
-        raise WireError(Reason.NONFINITE, "float audio contains NaN or Inf")
+    if np_dtype.kind == "f":
+        if not np.isfinite(samples).all():
+            raise WireError(Reason.NONFINITE, "float audio contains NaN or Inf")
+        if samples.size and float(np.abs(samples).max()) > MAX_FLOAT_AMPLITUDE:
+            raise WireError(Reason.RANGE, f"float audio beyond +-{MAX_FLOAT_AMPLITUDE:g} (full scale is 1.0)")
     return AudioWindow(stream_id, seq, cap_ns, rate, samples, session=session, sent_ns=sent_ns, flags=flags)
 
 

@@ -88,10 +88,10 @@ def _patch_header(**fields) -> list[bytes]:
     return [wire._HEADER.pack(*values.values()), payload]
 
 
-def _nan_payload() -> list[bytes]:
+def _float_payload(value: float) -> list[bytes]:
     header, payload = _good_audio()
     x = np.frombuffer(payload, np.float32).copy()
-    x[5] = np.nan
+    x[5] = value
     return [header, x.tobytes()]
 
 
@@ -112,7 +112,9 @@ MALFORMED = {
     "payload shorter than header says": ([_good_audio()[0], _good_audio()[1][:-4]], Reason.SIZE),
     "frame count larger than payload": (_patch_header(frames=161), Reason.SIZE),
     "zero frames": (_patch_header(frames=0), Reason.SIZE),
-    "NaN in float audio": (_nan_payload(), Reason.NONFINITE),
+    "NaN in float audio": (_float_payload(np.nan), Reason.NONFINITE),
+    "Inf in float audio": (_float_payload(-np.inf), Reason.NONFINITE),
+    "finite but absurd float sample": (_float_payload(1e30), Reason.RANGE),
 }
 
 
