@@ -18,14 +18,14 @@ shedding live in ``streamssl.learner_daemon``). Per call:
   a non-finite loss or gradient skips the step and leaves every weight, statistic and
   buffer as it was.
 
-Randomness (augmentations, negatives, replay sampling) comes from generators owned by
-the learner and saved in its state, so a resumed learner continues bit-for-bit.
+Randomness (augmentations and CPC negatives: a torch generator; replay sampling: a numpy
+generator) comes from generators owned by the learner and saved in its state, so a
+resumed learner continues bit-for-bit; the global torch/numpy/python RNGs are neither
+used nor touched (initial weights are drawn under ``fork_rng`` from the seed).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import random
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -129,7 +129,6 @@ class OnlineLearner:
             self.optimizer = torch.optim.RMSprop(params, lr=lc.lr, weight_decay=lc.weight_decay)
         self._gen = torch.Generator().manual_seed(lc.seed)  # augmentations, CPC negatives
         self._rng = np.random.default_rng(lc.seed)  # replay sampling
-        self._py = random.Random(lc.seed)
         self.replay = ReplayBuffer(lc.replay_size, self.window_samples, lc.replay_policy, self._rng)
         self._embed_streams: dict[str, _EmbedStream] = {}
         self._train_streams: dict[str, _TrainStream] = {}
@@ -375,7 +374,6 @@ class OnlineLearner:
             "rng": {
                 "torch": self._gen.get_state(),
                 "numpy": _np_state_to_plain(self._rng.bit_generator.state),
-                "python": list(self._py.getstate()[1]),
             },
         }
 
@@ -400,7 +398,6 @@ class OnlineLearner:
             )
         self._gen.set_state(sd["rng"]["torch"])
         self._rng.bit_generator.state = _np_state_from_plain(sd["rng"]["numpy"])
-        self._py.setstate((3, tuple(sd["rng"]["python"]), None))
         self._step = int(sd["step"])
         self.skipped_steps = int(sd.get("skipped_steps", 0))
 
@@ -423,18 +420,3 @@ def _np_state_from_plain(plain: dict) -> dict:
         "uinteger": plain["uinteger"],
     }
 
-
-def config_from_dict(data: dict) -> Config:
-    """Rebuild a Config stored as a plain dict (in a checkpoint); unknown fields are ignored."""
-    from streamssl.config import SECTIONS, validate
-
-    cfg = Config()
-    for section, values in data.items():
-        if section not in SECTIONS:
-            continue
-        obj = getattr(cfg, section)
-        names = {f.name for f in dataclasses.fields(obj)}
-        for key, value in values.items():
-            if key in names:
-                setattr(obj, key, value)
-    return validate(cfg)
