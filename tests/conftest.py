@@ -1,4 +1,4 @@
-"""Fixtures for the capture-side tests. Shared helpers live in tests/support.py."""
+"""Fixtures shared across test files. Helpers shared with the daemons live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -18,3 +18,15 @@ def pulse(tmp_path_factory):
     server = PulseServer(tmp_path_factory.mktemp("pulse"))
     yield server
     server.close()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test's torch work on one thread: with other processes busy on 2 cores, two
+    OpenMP threads spin against each other and a small-model step takes ~50x longer."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

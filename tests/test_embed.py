@@ -24,14 +24,7 @@ from streamssl.wire import AudioWindow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Updates on one thread: with other tests in parallel on 2 cores, two OpenMP threads spin
-    against each other and a small-model step takes ~50x longer."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _windows(pcm: np.ndarray, frames: int, stream: str) -> list[AudioWindow]:

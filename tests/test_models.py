@@ -23,14 +23,7 @@ CONTEXTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Updates on one thread: with other tests in parallel on 2 cores, two OpenMP threads spin
-    against each other and a small-model step takes ~50x longer."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(*overrides: str):

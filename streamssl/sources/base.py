@@ -95,6 +95,18 @@ class BaseSource:
     def __iter__(self) -> Iterator[Block]:
         raise NotImplementedError
 
+    def _paced(self, chunks: Iterator[np.ndarray]) -> Iterator[Block]:
+        """Fixed-size blocks from ``chunks`` of any size, stamped (and paced when
+        ``realtime``) on the absolute clock; stops as soon as the source is closed."""
+        pacer = Pacer(self.sample_rate, self.realtime, self._closed)
+        for block in reblock(chunks, self.block_frames):
+            if self.closed:
+                return
+            capture_ns = pacer.stamp(block.shape[0])
+            if self.closed:
+                return
+            yield Block(np.ascontiguousarray(block), capture_ns)
+
     def __enter__(self):
         return self
 

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from streamssl.config import ConfigError
-from streamssl.sources.base import BaseSource, Block, Pacer, SourceError, StreamResampler, fit_channels, reblock
+from streamssl.sources.base import BaseSource, Block, SourceError, StreamResampler, fit_channels
 
 READ_FRAMES = 16384
 
@@ -66,11 +66,4 @@ class FileSource(BaseSource):
             yield np.clip(rs.flush(), -1.0, 1.0)
 
     def __iter__(self) -> Iterator[Block]:
-        pacer = Pacer(self.sample_rate, self.realtime, self._closed)
-        for block in reblock(self._chunks(), self.block_frames):
-            if self.closed:
-                return
-            capture_ns = pacer.stamp(block.shape[0])
-            if self.closed:
-                return
-            yield Block(np.ascontiguousarray(block), capture_ns)
+        return self._paced(self._chunks())

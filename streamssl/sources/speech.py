@@ -20,7 +20,7 @@ import numpy as np
 
 from streamssl.config import ConfigError
 from streamssl.espeak import VOICES, SpeechUnavailable, synthesize
-from streamssl.sources.base import BaseSource, Block, Pacer, SourceError, reblock
+from streamssl.sources.base import BaseSource, Block, SourceError
 
 WORDS = tuple(
     """
@@ -87,14 +87,7 @@ class SpeechSource(BaseSource):
             yield np.repeat(mono, self.channels, axis=1) if self.channels > 1 else mono
 
     def __iter__(self) -> Iterator[Block]:
-        pacer = Pacer(self.sample_rate, self.realtime, self._closed)
-        for block in reblock(self._chunks(), self.block_frames):
-            if self.closed:
-                return
-            capture_ns = pacer.stamp(block.shape[0])
-            if self.closed:
-                return
-            yield Block(block, capture_ns)
+        return self._paced(self._chunks())
 
     def close(self) -> None:
         super().close()

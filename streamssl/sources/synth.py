@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from streamssl.sources.base import BaseSource, Block, Pacer, reblock
+from streamssl.sources.base import BaseSource, Block
 
 
 class SynthSource(BaseSource):
@@ -42,11 +42,4 @@ class SynthSource(BaseSource):
             yield np.repeat(mono, self.channels, axis=1) if self.channels > 1 else mono
 
     def __iter__(self) -> Iterator[Block]:
-        pacer = Pacer(self.sample_rate, self.realtime, self._closed)
-        for block in reblock(self._segments(), self.block_frames):
-            if self.closed:
-                return
-            capture_ns = pacer.stamp(block.shape[0])
-            if self.closed:
-                return
-            yield Block(block, capture_ns)
+        return self._paced(self._segments())
