@@ -55,8 +55,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--out", default="bench/learner_rtf.json")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = config.load(args.config, args.overrides)
     params = sum(x.numel() for x in OnlineLearner(cfg, device=args.device).parameters())
     rows = [measure(cfg, args.device, int(n), args.steps, args.warmup) for n in args.batches.split(",")]
