@@ -188,6 +188,7 @@ class LearnerConfig:
     metrics_port: int = _f(9108, check=port)
     metrics_host: str = _f("127.0.0.1")
     device: str = _f("auto", check=one_of("auto", "cpu", "cuda"))
+    threads: int = _f(0, check=non_negative, doc="torch CPU threads (0 = torch's default, all cores); 1 where other busy processes share few cores")
     window_s: float = _f(1.0, check=positive, doc="length of the windows the model trains on")
     batch_max: int = _f(32, check=positive, doc="most new windows in one step (adaptive batching)")
     max_backlog: int = _f(256, check=positive, doc="queued windows beyond this are shed oldest-first")

@@ -44,6 +44,8 @@ class LearnerDaemon:
         from streamssl.drift import DriftMonitor
         from streamssl.learner import OnlineLearner
 
+        if cfg.learner.threads:
+            torch.set_num_threads(cfg.learner.threads)
         self.cfg = cfg
         self.metrics = metrics or LearnerMetrics()
         self._stop = threading.Event()
