@@ -49,6 +49,7 @@ bench: venv
 
 eval: venv
 	$(VENV)/bin/streamssl data speech --out runs/eval-data
+	rm -rf runs/eval-train  # a fresh model each time: the demo would resume an old checkpoint
 	$(VENV)/bin/streamssl demo --seconds $(EVAL_SECONDS) --out runs/eval-train --no-live
 	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data
 
