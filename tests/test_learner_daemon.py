@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -74,7 +75,14 @@ def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path)
     everything, only_synth = Collector(learner.embeddings), Collector(learner.embeddings, streams=["tones"])
     everything.start()
     only_synth.start()
-    time.sleep(0.5)  # PUB/SUB slow joiner: subscriptions must reach the learner before data flows
+    jsonl, npy = tmp_path / "tones.jsonl", tmp_path / "all.npy"
+    cli_subscribers = [
+        start_streamssl("subscribe", learner.embeddings, "--stream", "tones", "--count", "5", "--timeout", "60",
+                        "--out", str(jsonl), log_path=tmp_path / "sub-jsonl.log"),
+        start_streamssl("subscribe", learner.embeddings, "--count", "6", "--timeout", "60", "--out", str(npy),
+                        log_path=tmp_path / "sub-npy.log"),
+    ]
+    time.sleep(2.0)  # PUB/SUB slow joiner: subscriptions must reach the learner before data flows
     captures = [start_capture(tmp_path, learner, "speech", "voice"), start_capture(tmp_path, learner, "synth", "tones")]
     try:
         wait_until(lambda: learner.value("streamssl_learner_updates_total") >= 10, 90, message="10 updates")
@@ -102,6 +110,7 @@ def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path)
             print(f"{stream}: sent {n_sent:.0f}, dropped at capture {n_dropped:.0f}, received {received:.0f}, "
                   f"embedded {embedded:.0f}, shed {shed:.0f}")
         assert metric(s, "streamssl_learner_model_step") > step_mid > 0
+        assert [p.wait(timeout=60) for p in cli_subscribers] == [0, 0]
     finally:
         for proc, _ in captures:
             stop(proc)
@@ -119,6 +128,14 @@ def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path)
     assert steps[-1] > steps[0]
     dims = {f.dim for f in everything.frames}
     assert len(dims) == 1 and all(np.isfinite(f.embedding).all() for f in everything.frames)
+
+    (dim,) = dims
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(records) == 5 and {r["stream_id"] for r in records} == {"tones"}
+    for r in records:
+        assert {"stream_id", "seq", "capture_ns", "model_step", "embedding"} <= set(r)
+        assert len(r["embedding"]) == dim
+    assert np.load(npy).shape == (6, dim)
 
 
 def test_survives_malformed_burst_and_a_restarted_capture(tmp_path):
