@@ -39,6 +39,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """``--set`` values, then every given flag as ``section.field=value`` (flag dest -> field),
+    so a flag and a config file are validated by the same code and fail the same way."""
+    given = ((field, getattr(args, dest)) for dest, field in flags.items())
+    return [*args.overrides, *(f"{field}={value}" for field, value in given if value is not None)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamssl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"streamssl {__version__}")

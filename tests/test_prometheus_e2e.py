@@ -25,11 +25,11 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import zmq
 
+from streamssl.procs import terminate
 from support import REPO, free_endpoint, free_port, log_tail, metric, scrape, start_streamssl, stop, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -147,12 +147,7 @@ def stack(tmp_path):
         for p in reversed(procs):
             if stop(p) != 0:
                 print(log_tail(p))
-        prom.terminate()
-        try:
-            prom.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            prom.kill()
-            prom.wait()
+        terminate(prom, timeout=15)
         prom_log.close()
 
 

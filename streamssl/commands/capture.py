@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from streamssl import config
-from streamssl.cli import add_config_arguments
+from streamssl.cli import add_config_arguments, flag_overrides
 
 # flag dest -> config field
 _FLAGS = {
@@ -24,6 +24,8 @@ _FLAGS = {
     "dtype": "capture.dtype",
     "max_seconds": "capture.max_seconds",
     "seed": "capture.seed",
+    "realtime": "capture.realtime",
+    "loop": "capture.loop",
 }
 
 
@@ -44,22 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` values followed by the command's own flags as ``section.field=value``."""
-    out = list(args.overrides)
-    for dest, name in _FLAGS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            out.append(f"{name}={value}")
-    if args.realtime is not None:
-        out.append(f"capture.realtime={str(args.realtime).lower()}")
-    if args.loop:
-        out.append("capture.loop=true")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from streamssl.capture import run_capture
 
-    cfg = config.load(args.config or None, overrides(args))
+    cfg = config.load(args.config or None, flag_overrides(args, _FLAGS))
     return run_capture(cfg)

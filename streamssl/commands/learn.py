@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from streamssl import config
-from streamssl.cli import add_config_arguments
+from streamssl.cli import add_config_arguments, flag_overrides
 
 FLAGS = {  # command-line flag -> config field it overrides
     "audio_bind": "learner.audio_bind",
@@ -27,13 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto | cpu | cuda")
 
 
-def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
-    """Turn given flags into ``section.field=value`` overrides so validation has one path."""
-    return [f"{field}={getattr(args, name)}" for name, field in flags.items() if getattr(args, name) is not None]
-
-
 def run(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config, [*args.overrides, *flag_overrides(args, FLAGS)])
+    cfg = config.load(args.config, flag_overrides(args, FLAGS))
     from streamssl.learner_daemon import LearnerDaemon, install_signal_handlers
 
     daemon = LearnerDaemon(cfg)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from streamssl.config import ConfigError
+from streamssl.procs import terminate
 from streamssl.sources.base import BaseSource, Block, SourceError
 from streamssl.sources.pcm import read_exact, s16le_to_float
 
@@ -80,13 +81,8 @@ class FfmpegSource(BaseSource):
 
     def _stop(self) -> None:
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            terminate(proc, timeout=3)
 
     def close(self) -> None:
         super().close()
