@@ -63,6 +63,7 @@ class LearnerDaemon:
             self._resume()
             self.history = History(self.checkpoint_dir / "metrics.jsonl")
         self._rtf_log: collections.deque[tuple[float, float, float]] = collections.deque()
+        self._rtf = 0.0  # audio seconds per busy second over the last RTF_WINDOW_S
         self._pending_losses: dict[str, list[float]] = collections.defaultdict(list)
         self._last_history = time.monotonic()
         self._last_checkpoint = time.monotonic()
@@ -75,7 +76,7 @@ class LearnerDaemon:
         m = self.metrics
         for name in OBJECTIVES:
             m.loss.labels(name)
-        n_params = sum(p.numel() for p in self.learner.parameters()) if hasattr(self.learner, "parameters") else 0
+        n_params = sum(p.numel() for p in self.learner.parameters())
         m.info.info({
             "version": __version__,
             "model": f"{self.cfg.model.context}-{self.cfg.model.encoder_channels}x{self.cfg.model.encoder_layers}",
@@ -93,7 +94,7 @@ class LearnerDaemon:
         self.learner.load_state_dict(state["learner"])
         extra = state.get("daemon", {})
         self.intake.load_state_dict(extra.get("streams", {}))
-        self.probe = [p.numpy() if hasattr(p, "numpy") else np.asarray(p) for p in extra.get("probe", [])]
+        self.probe = [p.numpy() for p in extra.get("probe", [])]  # saved as tensors by save_checkpoint
         if "drift" in extra:
             self.drift.load_state_dict(extra["drift"])
         self.metrics.checkpoint_timestamp.set(float(state.get("saved_at", time.time())))
@@ -196,7 +197,8 @@ class LearnerDaemon:
             self._rtf_log.popleft()
         busy_total = sum(b for _, _, b in self._rtf_log)
         if busy_total > 0:
-            m.rtf.set(sum(a for _, a, _ in self._rtf_log) / busy_total)
+            self._rtf = sum(a for _, a, _ in self._rtf_log) / busy_total
+            m.rtf.set(self._rtf)
 
     def _probe_array(self) -> np.ndarray:
         n = min(len(p) for p in self.probe)
@@ -214,16 +216,16 @@ class LearnerDaemon:
             self.metrics.device_memory.set(self._torch.cuda.memory_allocated())
 
     def _write_history(self) -> None:
-        cka = self.drift.last_cka if hasattr(self.drift, "last_cka") else {}
+        cka = self.drift.last_cka
         self.history.append({
             "time": time.time(),
             "step": self.learner.step,
             "losses": {k: float(np.mean(v)) for k, v in self._pending_losses.items()},
-            "rtf": self.metrics.rtf._value.get(),  # noqa: SLF001 - the gauge is the one source of truth
+            "rtf": self._rtf,
             "audio_seconds": sum(a for _, a, _ in self._rtf_log),
             "cka_previous": cka.get("previous"),
             "cka_initial": cka.get("initial"),
-            "detections": self.drift.pop_detections() if hasattr(self.drift, "pop_detections") else [],
+            "detections": self.drift.pop_detections(),
         })
         self._pending_losses.clear()
 

@@ -106,7 +106,8 @@ class LearnerMetrics:
         )
         self.rtf = Gauge(
             "streamssl_learner_realtime_factor",
-            "Audio seconds processed per wall second, over the last minute (>= 1 keeps up)", registry=r,
+            "Audio seconds processed per second spent processing (embed + update), last minute; < 1 cannot keep up",
+            registry=r,
         )
         self.queue_fill = Gauge("streamssl_learner_moco_queue_fill_ratio", "MoCo key queue fill, 0..1", registry=r)
         self.lr = Gauge("streamssl_learner_learning_rate", "Current learning rate", registry=r)
