@@ -178,9 +178,16 @@ class OnlineLearner:
 
     @torch.no_grad()
     def embed(self, windows: Sequence[AudioWindow]) -> list[EmbeddingFrame]:
-        """One EmbeddingFrame per window, in order, from the current weights and each stream's state."""
-        out = []
-        for w in windows:
+        """One EmbeddingFrame per window, in order, from the current weights and each stream's state.
+
+        Windows of different streams run through the backbone together: in rounds of at
+        most one window per stream (a stream's next window needs the state its previous
+        one leaves), grouped by frame count and ``Backbone.batch_key``. Each stream gets
+        exactly what running it alone would give; a daemon with many streams makes a few
+        batched calls instead of one call per window.
+        """
+        pending = []  # (index, window, stream state, normalised log-mel (T, F))
+        for i, w in enumerate(windows):
             st = self._embed_streams.get(w.stream_id)
             if st is None:
                 st = _EmbedStream(StreamingLogMel(self.logmel), BackboneState(), torch.zeros(self.dim))
@@ -189,20 +196,46 @@ class OnlineLearner:
             # Non-finite samples would poison the stream's carried state for good: read them as silence.
             audio = np.nan_to_num(self._mono(w, st.resample), nan=0.0, posinf=0.0, neginf=0.0)
             mel = st.stft(torch.from_numpy(np.ascontiguousarray(audio)).to(self.device))  # (T, F)
-            with autocast(self.device):
-                _, c, st.backbone = self.backbone(self.normaliser(mel)[None], st.backbone)
-            c = c[0].float()  # (T, dim)
-            if c.shape[0]:
-                st.last = c[-1]
-                pooled = c.mean(0)
-            else:
-                pooled = st.last
+            pending.append((i, w, st, self.normaliser(mel)))
+        results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (pooled (dim,), frames (T, dim))
+        while pending:
+            group, deferred, taken, group_key = [], [], set(), None
+            for item in pending:
+                _, w, st, x = item
+                key = (x.shape[0], self.backbone.batch_key(st.backbone))
+                if w.stream_id in taken or (group and key != group_key):
+                    deferred.append(item)
+                else:
+                    group.append(item)
+                    group_key = key
+                taken.add(w.stream_id)  # later windows of this stream wait for the next round
+            self._embed_group(group, results)
+            pending = deferred
+        out = []
+        for i, w in enumerate(windows):
+            pooled, c = results[i]
             out.append(EmbeddingFrame(
                 w.stream_id, w.seq, w.capture_ns, self._step, pooled.cpu().numpy().astype(np.float32),
                 session=w.session,
                 frame_embeddings=c.cpu().numpy().astype(np.float32) if self.cfg.learner.per_frame_embeddings else None,
             ))
         return out
+
+    def _embed_group(self, group: list, results: dict) -> None:
+        """Run one round's windows (distinct streams, equal shapes) through the backbone at once."""
+        x = torch.stack([item[3] for item in group])  # (G, T, F)
+        if x.shape[1] == 0:  # too short to finish a frame: publish the last context, state unchanged
+            for i, _, st, _ in group:
+                results[i] = (st.last, x.new_zeros(0, self.dim))
+            return
+        state = self.backbone.stack_states([item[2].backbone for item in group], like=x)
+        with autocast(self.device):
+            _, c, state = self.backbone(x, state)
+        c = c.float()  # (G, T, dim)
+        for (i, _, st, _), row, row_state in zip(group, c, self.backbone.split_state(state)):
+            st.backbone = row_state
+            st.last = row[-1]
+            results[i] = (row.mean(0), row)
 
     @torch.no_grad()
     def embed_segments(self, audio: np.ndarray) -> np.ndarray:

@@ -151,3 +151,34 @@ def test_windows_shorter_than_a_frame_publish_the_last_context():
     ref = OnlineLearner(_cfg("learner.per_frame_embeddings=true"), device="cpu")
     whole = ref.embed(_windows(audio, [8000], "ref"))[0].frame_embeddings
     np.testing.assert_allclose(np.concatenate([full.frame_embeddings, rest]), whole, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(CONTEXTS))
+def test_streams_embedded_together_equal_each_stream_embedded_alone(kind):
+    """``embed`` batches windows of different streams into one backbone call; that must
+    not change any stream's embeddings. Streams with different window sizes (so different
+    frame counts and, for the transformer, different carried pasts), one joining late,
+    several windows of one stream in a single call, and sub-frame windows."""
+    cfg = config.load(SMALL, [*CONTEXTS[kind], "learner.per_frame_embeddings=true"])
+    together, alone = OnlineLearner(cfg, device="cpu"), OnlineLearner(cfg, device="cpu")  # same seed, same weights
+    streams = {
+        "a": _windows(_speechlike(3.0, seed=1), [8000], "a"),
+        "b": _windows(_speechlike(3.0, seed=2), [8000, 4000], "b"),
+        "c": _windows(_speechlike(2.0, seed=3), [4800, 100], "c"),
+    }
+    joins = {"a": 0, "b": 0, "c": 2}  # c's first window arrives in round 2
+    rounds = range(max(joins[sid] + len(ws) for sid, ws in streams.items()))
+    interleaved = [
+        streams[sid][k - joins[sid]] for k in rounds for sid in streams if 0 <= k - joins[sid] < len(streams[sid])
+    ]
+    got = {}
+    for start in range(0, len(interleaved), 7):  # calls of 7 windows: several per stream in one call
+        for f in together.embed(interleaved[start : start + 7]):
+            got[(f.stream_id, f.seq)] = f
+    assert len(got) == sum(len(v) for v in streams.values())
+    for sid, ws in streams.items():
+        for w in ws:
+            (ref,) = alone.embed([w])
+            f = got[(sid, w.seq)]
+            np.testing.assert_allclose(f.embedding, ref.embedding, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(f.frame_embeddings, ref.frame_embeddings, rtol=1e-5, atol=1e-6)

@@ -46,6 +46,43 @@ class Backbone(nn.Module):
         c, ctx = self.context(z, state.context)
         return z, c, BackboneState(conv, ctx)
 
+    # --- several streams in one call ---------------------------------------------
+    # Streaming states of different streams can be stacked along their batch dimension
+    # and run together, giving each stream exactly what running it alone would.
+
+    def batch_key(self, state: BackboneState) -> int:
+        """States with equal keys stack: the transformer's carried past must be equally long."""
+        if isinstance(self.context, TransformerContext) and state.context is not None:
+            return int(state.context.shape[1])
+        return 0
+
+    def _explicit(self, state: BackboneState, like: torch.Tensor) -> BackboneState:
+        """A stream-start state (None) as the zeros the layers would use, so it can be stacked."""
+        conv = state.conv
+        if conv is None:
+            conv = [like.new_zeros(1, b.conv.in_channels, b.kernel_size - 1) for b in self.encoder.blocks]
+        ctx = state.context
+        if ctx is None and isinstance(self.context, GRUContext):
+            ctx = like.new_zeros(self.context.gru.num_layers, 1, self.dim)
+        return BackboneState(conv, ctx)
+
+    def stack_states(self, states: list[BackboneState], like: torch.Tensor) -> BackboneState:
+        """One batched state from single-stream states with the same ``batch_key``."""
+        full = [self._explicit(s, like) for s in states]
+        conv = [torch.cat(layer, dim=0) for layer in zip(*(s.conv for s in full))]
+        if full[0].context is None:  # transformer streams that have no past yet
+            return BackboneState(conv, None)
+        ctx_dim = 1 if isinstance(self.context, GRUContext) else 0  # GRU hidden is (layers, B, dim)
+        return BackboneState(conv, torch.cat([s.context for s in full], dim=ctx_dim))
+
+    def split_state(self, state: BackboneState) -> list[BackboneState]:
+        """The inverse of ``stack_states``: one single-stream state per batch row."""
+        ctx_dim = 1 if isinstance(self.context, GRUContext) else 0
+        n = state.conv[0].shape[0]
+        ctx = state.context.split(1, dim=ctx_dim) if state.context is not None else [None] * n
+        convs = list(zip(*(layer.split(1, dim=0) for layer in state.conv)))
+        return [BackboneState(list(convs[i]), ctx[i]) for i in range(n)]
+
 
 def build_backbone(cfg: Config) -> Backbone:
     m = cfg.model
