@@ -74,8 +74,11 @@ class Progress:
             except OSError:
                 pass  # not up yet, or already gone: keep the last reading
         if self.value("streamssl_learner_updates_total") > 0:
+            queue_full = self.value("streamssl_learner_moco_queue_fill_ratio") >= 1.0
             for name in OBJECTIVES:
-                self.first_losses.setdefault(name, self.loss(name))
+                # MoCo's loss is ~0 while its queue holds few negatives: compare from a full queue
+                if name != "moco" or queue_full:
+                    self.first_losses.setdefault(name, self.loss(name))
 
     def value(self, name: str, **labels: str) -> float:
         source = self.capture if name.startswith("streamssl_capture") else self.learner
@@ -100,11 +103,29 @@ class Progress:
         ]
         for name in OBJECTIVES:
             if name in self.first_losses:
-                rows.append((f"loss {name}", f"{self.first_losses[name]:.3f} -> {self.loss(name):.3f}"))
+                label = "loss moco (from full queue)" if name == "moco" else f"loss {name}"
+                rows.append((label, f"{self.first_losses[name]:.3f} -> {self.loss(name):.3f}"))
+            elif name == "moco" and self.value("streamssl_learner_updates_total") > 0:
+                fill = self.value("streamssl_learner_moco_queue_fill_ratio")
+                rows.append((f"loss moco (queue {fill:.0%} full)", f"{self.loss(name):.3f}"))
         cka = v("streamssl_learner_probe_cka", reference="initial")
         rows.append(("probe CKA vs initial", f"{cka:.3f}" if cka == cka else "after the second probe check"))
         rows.append(("drift detections", f"{v('streamssl_learner_drift_detections_total'):.0f}"))
         return rows
+
+
+def _wait_until_serving(proc, port: int, timeout: float = 120.0) -> None:
+    """Block until the learner answers on /metrics (it binds its sockets just before)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"learner exited with {proc.returncode}:\n{procs.log_tail(proc)}")
+        try:
+            procs.scrape(port)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"learner not serving after {timeout:.0f} s:\n{procs.log_tail(proc)}")
 
 
 def _interrupt(*_: object) -> None:
@@ -135,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
          "--checkpoint-dir", str(ckpt_dir)],
         out / "learner.log",
     )
+    _wait_until_serving(learner, learner_port)  # else windows captured during its start-up arrive seconds old
     capture = procs.spawn(
         ["capture", *common, "--source", args.source, "--stream-id", cfg.capture.stream_id, "--connect", audio_ep,
          "--metrics-port", str(capture_port)],
