@@ -30,7 +30,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -76,19 +76,6 @@ def _sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        from streamssl.config import ConfigError
-
-        raise ConfigError("--device cuda: torch sees no CUDA device")
-    return name
 
 
 # --- hardware ceiling -------------------------------------------------------------

@@ -9,6 +9,8 @@ import contextlib
 
 import torch
 
+from streamssl.config import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' | 'cpu' | 'cuda' (or 'cuda:N') -> a torch.device; sets CUDA backend flags once."""
@@ -16,7 +18,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+            raise ConfigError(f"device {name!r}: torch sees no CUDA device; use auto or cpu")
         # Window shapes repeat, so autotuning pays off; TF32 is plenty for SSL gradients.
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -46,11 +46,6 @@ class History:
                 continue  # torn line from an interrupted write
         return records
 
-    @staticmethod
-    def plot(records: list[dict], out_dir: str | Path) -> list[Path]:
-        """Same as the module's ``plot``."""
-        return plot(records, out_dir)
-
 
 def _finite(value):
     """``value`` with NaN/Inf floats replaced by None and numpy scalars made plain, recursively."""

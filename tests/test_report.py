@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from streamssl.report import History
+from streamssl.report import History, plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -75,4 +75,4 @@ def test_report_without_history_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("records", [[]])
 def test_plot_of_an_empty_history_writes_nothing(tmp_path, records):
-    assert History.plot(records, tmp_path) == []
+    assert plot(records, tmp_path) == []

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streamssl import checkpoint, config
-    from streamssl.benchmark import resolve_device
+    from streamssl.device import resolve_device
     from streamssl.dataset import load_labelled
     from streamssl.evaluation import evaluate, learner_embedder, pooled_logmel, print_report
     from streamssl.learner import OnlineLearner
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {args.data}: {exc}") from None
     if not Path(args.checkpoint).exists():
         raise ConfigError(f"--checkpoint {args.checkpoint}: does not exist")
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     cfg = config.load(args.config, args.overrides) if (args.config or args.overrides) else None
     trained = checkpoint.learner_from_checkpoint(args.checkpoint, device=device, cfg=cfg)
     cfg = trained.cfg
