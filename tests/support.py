@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import zmq
 
 from streamssl.config import TransportConfig
 from streamssl.procs import spawn
 from streamssl.transport import make_socket
+from streamssl.wire import AudioWindow
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,3 +99,15 @@ def pull_socket(endpoint: str, ctx: zmq.Context | None = None, cfg: TransportCon
     ``streamssl.wire.decode_audio(sock.recv_multipart())``.
     """
     return make_socket(ctx or zmq.Context.instance(), zmq.PULL, cfg or TransportConfig(), bind=endpoint)
+
+
+def cut_windows(pcm: np.ndarray, sizes: list[int], stream: str, rate: int = 16000) -> list[AudioWindow]:
+    """Cut mono ``pcm`` into AudioWindows of ``sizes`` samples (cycled), seq from 0, each
+    stamped at its last sample as a capture would; the last window may be shorter."""
+    out, pos, seq = [], 0, 0
+    while pos < len(pcm):
+        chunk = pcm[pos : pos + sizes[seq % len(sizes)]]
+        pos += len(chunk)
+        out.append(AudioWindow(stream, seq, int(pos / rate * 1e9), rate, chunk[:, None].copy()))
+        seq += 1
+    return out

@@ -19,17 +19,12 @@ from scipy.signal import resample_poly
 from streamssl import checkpoint, config
 from streamssl.espeak import synthesize
 from streamssl.learner import OnlineLearner
-from streamssl.wire import AudioWindow
+from support import cut_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _windows(pcm: np.ndarray, frames: int, stream: str) -> list[AudioWindow]:
-    return [AudioWindow(stream, i, 0, 16000, pcm[s : s + frames, None].copy())
-            for i, s in enumerate(range(0, len(pcm), frames))]
 
 
 def _int16(x: np.ndarray) -> np.ndarray:
@@ -44,10 +39,10 @@ def trained(tmp_path_factory):
     torch.set_num_threads(1)  # module scope runs before the autouse one-thread fixture
     learner = OnlineLearner(config.load("tests/configs/small.toml"), device="cpu")
     speech = _int16(synthesize("Seven quiet ships sailed past the harbour lights.", voice="en-gb+f2"))
-    for w in _windows(speech, 8000, "train")[:3]:
+    for w in cut_windows(speech, [8000], "train")[:3]:
         learner.update([w])
     # the checkpoint carries a stream with the same name as a file: embed must start it fresh
-    learner.embed(_windows(speech[:12000], 8000, "one.wav"))
+    learner.embed(cut_windows(speech[:12000], [8000], "one.wav"))
     ckpt = checkpoint.save(learner, d / "ckpt", keep=2)
     torch.set_num_threads(threads)
     return d, ckpt
@@ -79,12 +74,12 @@ def test_embed_command_matches_learner_embed(trained):
     assert index["model_step"] == ref_learner.step == 3 and index["dim"] == ref_learner.dim
     # reference 1: the int16 samples as written, cut into 8000-sample windows (the last shorter)
     pcm_one = sf.read(one, dtype="int16")[0]
-    ref_one = np.stack([f.embedding for f in ref_learner.embed(_windows(pcm_one, 8000, "ref-one"))])
+    ref_one = np.stack([f.embedding for f in ref_learner.embed(cut_windows(pcm_one, [8000], "ref-one"))])
     # reference 2: mono mix, whole-file resample_poly to 16 kHz, clip, int16, windows
     x, rate = sf.read(two, dtype="float32", always_2d=True)
     g = gcd(rate, 16000)
     mono = np.clip(resample_poly(x.mean(1), 16000 // g, rate // g), -1, 1)
-    ref_two = np.stack([f.embedding for f in ref_learner.embed(_windows(_int16(mono), 8000, "ref-two"))])
+    ref_two = np.stack([f.embedding for f in ref_learner.embed(cut_windows(_int16(mono), [8000], "ref-two"))])
 
     n1, n2 = -(-len(pcm_one) // 8000), -(-len(mono) // 8000)
     assert rows.shape == (n1 + n2, ref_learner.dim) and rows.dtype == np.float32

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from streamssl import config
 from streamssl.espeak import VOICES, SpeechUnavailable, synthesize
@@ -114,15 +113,7 @@ def _spread(learner: OnlineLearner, clips: np.ndarray) -> float:
     return float(e.std(axis=0).mean())
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def test_every_loss_falls_and_embeddings_do_not_collapse(speech, one_thread):
+def test_every_loss_falls_and_embeddings_do_not_collapse(speech, one_torch_thread):
     train, held = speech
     cfg = config.load("tests/configs/small.toml", [f"objectives.moco_queue={QUEUE}"])
     assert min(cfg.objectives.apc_weight, cfg.objectives.cpc_weight, cfg.objectives.moco_weight) > 0

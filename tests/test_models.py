@@ -11,7 +11,7 @@ import torch
 from streamssl import config
 from streamssl.learner import OnlineLearner
 from streamssl.models import BackboneState, build_backbone
-from streamssl.wire import AudioWindow
+from support import cut_windows
 
 SMALL = "tests/configs/small.toml"
 # transformer: a short look-back and two layers, so streams longer than the receptive
@@ -81,17 +81,6 @@ def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
     return np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)
 
 
-def _windows(audio: np.ndarray, sizes: list[int], stream: str) -> list[AudioWindow]:
-    out, pos, seq = [], 0, 0
-    while pos < len(audio):
-        n = sizes[seq % len(sizes)]
-        chunk = audio[pos : pos + n]
-        out.append(AudioWindow(stream, seq, int((pos + len(chunk)) / 16000 * 1e9), 16000, chunk[:, None].copy()))
-        pos += n
-        seq += 1
-    return out
-
-
 @pytest.mark.parametrize("kind", list(CONTEXTS))
 def test_learner_embed_per_frame_independent_of_window_cutting(kind):
     """Per-frame embeddings of one stream are the same however the capture cut it into windows.
@@ -103,11 +92,11 @@ def test_learner_embed_per_frame_independent_of_window_cutting(kind):
     cfg = config.load(SMALL, [*CONTEXTS[kind], "learner.per_frame_embeddings=true"])
     learner = OnlineLearner(cfg, device="cpu")
     audio = _speechlike(3.2)
-    for w in _windows(_speechlike(1.5, seed=7), [8000], "warmup"):
+    for w in cut_windows(_speechlike(1.5, seed=7), [8000], "warmup"):
         learner.update([w])
 
-    cut_a = _windows(audio, [8000], "a")  # 500 ms windows, as the capture default
-    cut_b = _windows(audio, [5000, 137, 11000, 301, 2222], "b")  # odd sizes, some shorter than one frame
+    cut_a = cut_windows(audio, [8000], "a")  # 500 ms windows, as the capture default
+    cut_b = cut_windows(audio, [5000, 137, 11000, 301, 2222], "b")  # odd sizes, some shorter than one frame
     per_frame = {}
     for name, ws in (("a", cut_a), ("b", cut_b)):
         frames = learner.embed(ws)
@@ -139,17 +128,17 @@ def test_windows_shorter_than_a_frame_publish_the_last_context():
     and publishes the stream's last context vector; before any frame, zeros."""
     learner = OnlineLearner(_cfg("learner.per_frame_embeddings=true"), device="cpu")
     audio = (np.random.default_rng(3).standard_normal(8000) * 3000).astype(np.int16)
-    first = learner.embed(_windows(audio[:100], [100], "tiny"))[0]  # 100 samples: no frame yet
+    first = learner.embed(cut_windows(audio[:100], [100], "tiny"))[0]  # 100 samples: no frame yet
     np.testing.assert_array_equal(first.embedding, np.zeros(learner.dim, np.float32))
     assert first.frame_embeddings is None or first.frame_embeddings.shape[0] == 0
-    full, short = learner.embed(_windows(audio[100:4150], [4000, 50], "tiny"))
+    full, short = learner.embed(cut_windows(audio[100:4150], [4000, 50], "tiny"))
     # 4100 samples -> 24 frames, 260 samples carried; +50 = 310 < 400: still no new frame
     assert short.frame_embeddings is None or short.frame_embeddings.shape[0] == 0
     np.testing.assert_array_equal(short.embedding, full.frame_embeddings[-1])
     # and the state was not disturbed: the next frames equal those of an uncut stream
-    rest = learner.embed(_windows(audio[4150:], [3850], "tiny"))[0].frame_embeddings
+    rest = learner.embed(cut_windows(audio[4150:], [3850], "tiny"))[0].frame_embeddings
     ref = OnlineLearner(_cfg("learner.per_frame_embeddings=true"), device="cpu")
-    whole = ref.embed(_windows(audio, [8000], "ref"))[0].frame_embeddings
+    whole = ref.embed(cut_windows(audio, [8000], "ref"))[0].frame_embeddings
     np.testing.assert_allclose(np.concatenate([full.frame_embeddings, rest]), whole, rtol=1e-4, atol=1e-5)
 
 
@@ -162,9 +151,9 @@ def test_streams_embedded_together_equal_each_stream_embedded_alone(kind):
     cfg = config.load(SMALL, [*CONTEXTS[kind], "learner.per_frame_embeddings=true"])
     together, alone = OnlineLearner(cfg, device="cpu"), OnlineLearner(cfg, device="cpu")  # same seed, same weights
     streams = {
-        "a": _windows(_speechlike(3.0, seed=1), [8000], "a"),
-        "b": _windows(_speechlike(3.0, seed=2), [8000, 4000], "b"),
-        "c": _windows(_speechlike(2.0, seed=3), [4800, 100], "c"),
+        "a": cut_windows(_speechlike(3.0, seed=1), [8000], "a"),
+        "b": cut_windows(_speechlike(3.0, seed=2), [8000, 4000], "b"),
+        "c": cut_windows(_speechlike(2.0, seed=3), [4800, 100], "c"),
     }
     joins = {"a": 0, "b": 0, "c": 2}  # c's first window arrives in round 2
     rounds = range(max(joins[sid] + len(ws) for sid, ws in streams.items()))
