@@ -21,7 +21,7 @@ import torch
 
 from streamssl import config
 from streamssl.benchmark import speech_windows
-from streamssl.learner import OnlineLearner
+from streamssl.learning.learner import OnlineLearner
 
 
 def measure(cfg, device: str, new_per_step: int, steps: int, warmup: int) -> dict:

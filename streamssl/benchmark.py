@@ -220,7 +220,7 @@ def model_gflop_per_audio_s(cfg: Config, warmup: int = 1) -> tuple[float, int, f
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from streamssl.learner import OnlineLearner
+    from streamssl.learning.learner import OnlineLearner
 
     learner = OnlineLearner(cfg, device="cpu")
     b = cfg.learner.batch_max
@@ -236,36 +236,30 @@ def model_gflop_per_audio_s(cfg: Config, warmup: int = 1) -> tuple[float, int, f
 
 
 class OfflineLoop:
-    """The ceiling: ``OnlineLearner.update``'s tensor work written out as a plain PyTorch loop.
+    """The ceiling: ``LearnerCore.step`` on batches prepared as tensors before the clock starts.
 
-    It trains an ``OnlineLearner``'s own modules (front end, normaliser, backbone, APC,
-    CPC, projection, MoCo with its key encoder and queue, optimizer, generator) on
-    batches of ``batch_max`` new + ``replay_per_step`` replayed examples of
-    ``learner.window_s`` seconds, prepared as one tensor before the clock starts, and per
-    step does what ``update`` does to such a batch: normaliser update from the new
-    examples' clean log-mel; the query view (crop, gain, noise) and the key view (plus
-    time/frequency masks); one online forward serving APC, CPC and the MoCo query; the
-    key view through the no-grad momentum encoder; backward, gradient clipping, AdamW,
-    momentum update, enqueue of the new keys. What it leaves out is exactly what the
-    online path adds: AudioWindow objects, per-stream history and resampling, replay
-    sampling and storage, the normaliser snapshot for rollback, the finiteness checks
-    and StepStats. Its counted FLOPs per step are reported beside ``update``'s so a
-    drift between the two is visible. Audio credited per step is the *new* audio
-    (``batch_max`` capture windows), as ``StepStats.audio_seconds``.
+    A fresh ``LearnerCore`` (the learner's own tensor half: front end, normaliser,
+    backbone, objectives, optimizer, generator) is fed batches of ``batch_max`` new +
+    ``replay_per_step`` replayed examples of ``learner.window_s`` seconds, cut from real
+    speech in advance. It runs exactly the step the online learner runs; what it leaves
+    out is what the online path adds: AudioWindow objects, per-stream conversion and
+    history, replay sampling and storage, and StepStats. Its counted FLOPs per step are
+    reported beside ``update``'s so a drift between the two is visible. Audio credited per
+    step is the *new* audio (``batch_max`` capture windows), as ``StepStats.audio_seconds``.
     """
 
     def __init__(self, cfg: Config, device: str, steps: int, seed: int = 2):
         import torch
 
-        from streamssl.learner import OnlineLearner
-        from streamssl.objectives import stream_hash
+        from streamssl.learning.core import LearnerCore
+        from streamssl.learning.objectives import stream_hash
 
         self.cfg, self.device = cfg, device
-        self.learner = OnlineLearner(cfg, device=device)  # only for its modules, optimizer and generator
+        self.core = LearnerCore(cfg, device=device)
         lc = cfg.learner
         self.new = lc.batch_max
         batch = lc.batch_max + lc.replay_per_step
-        n = self.learner.window_samples
+        n = int(round(lc.window_s * cfg.features.sample_rate))
         windows = speech_windows(cfg, max(1, math.ceil(batch * n / _window_frames(cfg))) * 4, streams=1, seed=seed)
         pcm = np.concatenate([w.mono_float() for w in windows]).astype(np.float32)
         rng = np.random.default_rng(seed)
@@ -283,33 +277,7 @@ class OfflineLoop:
         self.new_audio_s = self.new * cfg.capture.window_ms / 1000
 
     def step(self, k: int) -> None:
-        import torch
-        from torch.nn import functional as F
-
-        from streamssl.augment import augment_waveform, mask_features
-        from streamssl.device import autocast
-
-        L, oc, g = self.learner, self.cfg.objectives, self.learner._gen
-        audio, stream, time_ns, new = self.audio[k], self.stream, self.time_ns[k], self.new
-        crop = oc.moco_crop_fraction
-        with torch.no_grad():
-            L.normaliser.update(L.logmel(audio[:new]))
-            x = L.normaliser(L.logmel(augment_waveform(audio, crop, g)))
-            x_key = mask_features(L.normaliser(L.logmel(augment_waveform(audio, crop, g))), g)
-        with autocast(L.device):
-            z, c, _ = L.backbone(x)
-            apc = L.apc(c.float(), x)
-            cpc = L.cpc(c.float(), z.float(), g)
-            q = F.normalize(L.projection(c.mean(1)).float(), dim=1)
-            keys = L.moco.keys(x_key)
-            moco = L.moco.loss(q, keys, stream, time_ns)
-        total = oc.apc_weight * apc + oc.cpc_weight * cpc + oc.moco_weight * moco
-        L.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(L.parameters(), self.cfg.learner.grad_clip)
-        L.optimizer.step()
-        L.moco.momentum_update(L.backbone, L.projection)
-        L.moco.dequeue_and_enqueue(keys[:new], stream[:new], time_ns[:new])
+        self.core.step(self.audio[k], self.stream, self.time_ns[k], self.new)
 
 
 @dataclass
@@ -345,7 +313,7 @@ def learning_speed(cfg: Config, device: str, steps: int, warmup: int, blocks: in
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from streamssl.learner import OnlineLearner
+    from streamssl.learning.learner import OnlineLearner
 
     learner = OnlineLearner(cfg, device=device)
     b = cfg.learner.batch_max

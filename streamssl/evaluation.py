@@ -100,7 +100,7 @@ def pooled_logmel(cfg, audio: Sequence[np.ndarray]) -> np.ndarray:
     """(n, 2 * n_mels): mean and std over time of each clip's log-mel, from the learner's own front end."""
     import torch
 
-    from streamssl.features import LogMel
+    from streamssl.learning.features import LogMel
 
     front = LogMel(cfg.features)
     rows = []

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from streamssl import __version__, checkpoint, wire
+from streamssl import __version__, wire
+from streamssl.learning import checkpoint
 from streamssl.config import Config
 from streamssl.intake import Intake
 from streamssl.metrics import LearnerMetrics, serve
@@ -40,9 +41,9 @@ class LearnerDaemon:
     def __init__(self, cfg: Config, metrics: LearnerMetrics | None = None):
         import torch  # deferred: the CLI imports this module only for `streamssl learn`
 
-        from streamssl.device import resolve_device
+        from streamssl.learning.device import resolve_device
         from streamssl.drift import DriftMonitor
-        from streamssl.learner import OnlineLearner
+        from streamssl.learning.learner import OnlineLearner
 
         if cfg.learner.threads:
             torch.set_num_threads(cfg.learner.threads)
@@ -154,7 +155,8 @@ class LearnerDaemon:
     def _process(self, batch: list[wire.AudioWindow], pub: zmq.Socket) -> None:
         m = self.metrics
         started = time.perf_counter()
-        frames = self.learner.embed(batch)
+        prepared = self.learner.prepare(batch)  # each window converted once, for embed and update
+        frames = self.learner.embed(prepared)
         now = time.time_ns()
         for frame in frames:
             frame = replace(frame, sent_ns=now)
@@ -164,7 +166,7 @@ class LearnerDaemon:
                 pass
             m.embeddings_published.labels(frame.stream_id).inc()
             m.latency.observe(max(0.0, (now - frame.capture_ns) / 1e9))
-        stats = self.learner.update(batch)
+        stats = self.learner.update(prepared)
         busy = time.perf_counter() - started
         self._observe_step(stats, batch, frames, busy)
 

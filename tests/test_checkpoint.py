@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl import checkpoint, config
-from streamssl.checkpoint import CheckpointError
-from streamssl.learner import OnlineLearner
+from streamssl import config
+from streamssl.learning import checkpoint
+from streamssl.learning.checkpoint import CheckpointError
+from streamssl.learning.learner import OnlineLearner
 from streamssl.wire import AudioWindow
 
 
@@ -34,7 +35,7 @@ def test_save_load_roundtrip_keeps_newest_and_no_temp_files(tmp_path):
     left = sorted(tmp_path.iterdir())
     assert left == sorted(paths[-2:]), "only the newest two are kept, no temp files left behind"
     state = checkpoint.load_latest(tmp_path)
-    assert state["path"] == str(paths[-1]) and state["learner"]["step"] == 4
+    assert state["path"] == str(paths[-1]) and state["learner"]["core"]["step"] == 4
     assert state["daemon"]["probe"][0].tolist() == [1.0, 1.0, 1.0]
     assert state["config"]["model"]["encoder_channels"] == 48
 
@@ -57,9 +58,9 @@ def test_damaged_checkpoint_is_refused_and_the_previous_one_used(tmp_path, damag
         bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match=bad.name):
         checkpoint.load(bad)
-    with caplog.at_level(logging.ERROR, logger="streamssl.checkpoint"):
+    with caplog.at_level(logging.ERROR, logger="streamssl.learning.checkpoint"):
         state = checkpoint.load_latest(tmp_path)
-    assert state["path"] == str(good) and state["learner"]["step"] == 1
+    assert state["path"] == str(good) and state["learner"]["core"]["step"] == 1
     assert any("refusing checkpoint" in r.message and bad.name in r.message for r in caplog.records)
     restored = checkpoint.learner_from_checkpoint(tmp_path)
     assert restored.step == 1

@@ -32,7 +32,7 @@ import torch
 from streamssl import config
 from streamssl.drift import DriftMonitor
 from streamssl.espeak import VOICES, synthesize
-from streamssl.learner import OnlineLearner
+from streamssl.learning.learner import OnlineLearner
 from streamssl.metrics import LearnerMetrics
 from streamssl.wire import AudioWindow
 
@@ -108,7 +108,7 @@ def test_spread_gauge_falls_below_the_floor_when_the_model_outputs_a_constant():
     assert healthy > 3 * floor, f"speech embeddings should be well spread, got {healthy:.4f}"
 
     with torch.no_grad():
-        gru = learner.backbone.context.gru
+        gru = learner.core.backbone.context.gru
         for name, p in gru.named_parameters():
             if name.startswith("weight_"):
                 p.zero_()

@@ -229,7 +229,7 @@ def test_state_survives_a_weights_only_checkpoint_round_trip(speech):
 
 def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(speech):
     from streamssl.config import load
-    from streamssl.learner import OnlineLearner
+    from streamssl.learning.learner import OnlineLearner
 
     cfg = load(overrides=["model.encoder_channels=48", "model.encoder_layers=1", "model.context_dim=32",
                           "features.n_mels=32", "objectives.moco_queue=64"])
@@ -241,7 +241,7 @@ def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(sp
     healthy = metrics.registry.get_sample_value("streamssl_learner_embedding_spread")
 
     # The encoder's only block ends in LayerNorm -> ReLU: zero gain and bias make z = 0 for any input.
-    block = learner.backbone.encoder.blocks[-1]
+    block = learner.core.backbone.encoder.blocks[-1]
     assert not block.residual
     with torch.no_grad():
         block.norm.weight.zero_()

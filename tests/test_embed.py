@@ -16,9 +16,10 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from streamssl import checkpoint, config
+from streamssl import config
+from streamssl.learning import checkpoint
 from streamssl.espeak import synthesize
-from streamssl.learner import OnlineLearner
+from streamssl.learning.learner import OnlineLearner
 from support import cut_windows
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -50,9 +50,9 @@ def test_generated_speech_has_speaker_and_word_levels(tmp_path):
 
 def _tiny_checkpoint(directory) -> None:
     """A small learner after a few real updates on generated speech, saved as the daemon saves it."""
-    from streamssl import checkpoint
+    from streamssl.learning import checkpoint
     from streamssl.benchmark import speech_windows
-    from streamssl.learner import OnlineLearner
+    from streamssl.learning.learner import OnlineLearner
 
     cfg = config.load(SMALL)
     learner = OnlineLearner(cfg)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from streamssl import config
-from streamssl.features import LogMel, Normaliser, StreamingLogMel, hz_to_mel, mel_filterbank
+from streamssl.learning.features import LogMel, Normaliser, StreamingLogMel, hz_to_mel, mel_filterbank
 
 
 def test_mel_filterbank_shape_and_partition_of_unity():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from streamssl import checkpoint, config
-from streamssl.learner import OnlineLearner
-from streamssl.replay import ReplayBuffer
+from streamssl import config
+from streamssl.learning import checkpoint
+from streamssl.learning.learner import OnlineLearner
+from streamssl.learning.replay import ReplayBuffer
 from streamssl.wire import AudioWindow
 
 
@@ -33,7 +34,7 @@ def _windows(n: int, streams=("a", "b"), seed: int = 0, start: int = 0) -> list[
 
 
 def _weights(learner: OnlineLearner) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.clone() for name, mod in learner._modules().items() for k, v in mod.state_dict().items()}
+    return {f"{name}.{k}": v.clone() for name, mod in learner.core.modules().items() for k, v in mod.state_dict().items()}
 
 
 def test_update_takes_one_step_and_reports_stats():
@@ -55,7 +56,7 @@ def test_update_takes_one_step_and_reports_stats():
 def test_weight_zero_disables_an_objective():
     learner = OnlineLearner(_cfg("objectives.cpc_weight=0", "objectives.moco_weight=0"))
     s = learner.update(_windows(1)[0])
-    assert set(s.losses) == {"apc", "total"} and learner.cpc is None and learner.moco is None
+    assert set(s.losses) == {"apc", "total"} and learner.core.cpc is None and learner.core.moco is None
     assert learner.queue_fill == 0.0
 
 
@@ -66,12 +67,12 @@ def test_non_finite_step_is_skipped_and_changes_nothing(how, monkeypatch):
         learner.update(b)
     before = _weights(learner)
     opt_before = io.BytesIO()
-    torch.save(learner.optimizer.state_dict(), opt_before)
+    torch.save(learner.core.optimizer.state_dict(), opt_before)
     replay_before = len(learner.replay)
     batch = _windows(1, start=2)[0]
     if how == "forced_nan_loss":
-        real = learner.apc.forward
-        monkeypatch.setattr(learner.apc, "forward", lambda c, x: real(c, x) * float("nan"))
+        real = learner.core.apc.forward
+        monkeypatch.setattr(learner.core.apc, "forward", lambda c, x: real(c, x) * float("nan"))
     else:
         bad = np.full((8000, 1), np.nan if how == "nan_audio" else np.inf, dtype=np.float32)
         batch = [AudioWindow("a", 2, 1_500_000_000, 16000, bad), batch[1]]
@@ -81,7 +82,7 @@ def test_non_finite_step_is_skipped_and_changes_nothing(how, monkeypatch):
     for k, v in before.items():
         assert torch.equal(v, after[k]), f"{k} changed by a skipped step"
     opt_after = io.BytesIO()
-    torch.save(learner.optimizer.state_dict(), opt_after)
+    torch.save(learner.core.optimizer.state_dict(), opt_after)
     assert opt_before.getvalue() == opt_after.getvalue()
     assert len(learner.replay) == replay_before
     monkeypatch.undo()
@@ -111,10 +112,14 @@ def test_replay_buffer_policies(policy):
 def test_training_example_is_the_last_window_s_of_its_stream():
     learner = OnlineLearner(_cfg("learner.window_s=0.75"))
     w = _windows(3, streams=("a",))
-    first = learner._example(w[0][0])
+    def example(window):
+        (p,) = learner.prepare([window])
+        return p.stream.example(p, learner.window_samples)
+
+    first = example(w[0][0])
     assert first.shape == (12000,) and (first[:4000] == 0).all(), "zero-padded at stream start"
-    learner._example(w[1][0])
-    third = learner._example(w[2][0])
+    example(w[1][0])
+    third = example(w[2][0])
     np.testing.assert_array_equal(third[4000:], w[2][0].mono_float())
     np.testing.assert_array_equal(third[:4000], w[1][0].mono_float()[4000:])
 
@@ -138,8 +143,8 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
-    ra, rb = a.state_dict()["rng"], b_.state_dict()["rng"]
-    assert torch.equal(ra["torch"], rb["torch"]) and ra["numpy"] == rb["numpy"]
+    sa, sb = a.state_dict(), b_.state_dict()
+    assert torch.equal(sa["core"]["generator"], sb["core"]["generator"]) and sa["replay_rng"] == sb["replay_rng"]
 
 
 def test_update_without_windows_is_an_error():

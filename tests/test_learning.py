@@ -45,7 +45,7 @@ import pytest
 
 from streamssl import config
 from streamssl.espeak import VOICES, SpeechUnavailable, synthesize
-from streamssl.learner import OnlineLearner
+from streamssl.learning.learner import OnlineLearner
 from streamssl.wire import AudioWindow
 
 RATE = 16000

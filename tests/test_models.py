@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from streamssl import config
-from streamssl.learner import OnlineLearner
-from streamssl.models import BackboneState, build_backbone
+from streamssl.learning.learner import OnlineLearner
+from streamssl.learning.models import BackboneState, build_backbone
 from support import cut_windows
 
 SMALL = "tests/configs/small.toml"
@@ -113,9 +113,8 @@ def test_learner_embed_per_frame_independent_of_window_cutting(kind):
     # the whole stream in one pass through the same front end and model
     with torch.no_grad():
         x = torch.from_numpy(audio.astype(np.float32) / 32768.0)[None]
-        feats = learner.logmel(x)
-        norm = getattr(learner, "normaliser", None) or getattr(learner, "norm")
-        _, c, _ = learner.backbone(norm(feats))
+        feats = learner.core.logmel(x)
+        _, c, _ = learner.core.backbone(learner.core.normaliser(feats))
     whole = c[0].numpy()
     assert per_frame["a"].shape == per_frame["b"].shape == whole.shape
     np.testing.assert_allclose(per_frame["a"], per_frame["b"], rtol=1e-4, atol=1e-5)

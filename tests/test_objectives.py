@@ -9,8 +9,8 @@ import torch
 from torch.nn import functional as F
 
 from streamssl import config
-from streamssl.models import ProjectionHead, build_backbone
-from streamssl.objectives import MoCo, apc_loss, cpc_loss, moco_loss, stream_hash
+from streamssl.learning.models import ProjectionHead, build_backbone
+from streamssl.learning.objectives import MoCo, apc_loss, cpc_loss, moco_loss, stream_hash
 
 
 def _logsumexp(v: list[float]) -> float:

@@ -68,7 +68,7 @@ def embed_file(learner, path: Path, window_ms: int, dtype: str) -> tuple[list, l
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from streamssl.checkpoint import CheckpointError, learner_from_checkpoint
+    from streamssl.learning.checkpoint import CheckpointError, learner_from_checkpoint
 
     out = Path(args.out)
     if out.suffix != ".npy":

@@ -20,11 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamssl import checkpoint, config
-    from streamssl.device import resolve_device
+    from streamssl import config
+    from streamssl.learning import checkpoint
+    from streamssl.learning.device import resolve_device
     from streamssl.dataset import load_labelled
     from streamssl.evaluation import evaluate, learner_embedder, pooled_logmel, print_report
-    from streamssl.learner import OnlineLearner
+    from streamssl.learning.learner import OnlineLearner
 
     try:
         data = load_labelled(args.data)

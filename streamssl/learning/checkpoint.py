@@ -18,6 +18,7 @@ a full disk leaves the previous one in place.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -31,7 +32,7 @@ from streamssl import config as config_mod
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3  # 3: learner state split into core / streams / replay
 PATTERN = "ckpt-*.pt"
 _REQUIRED = ("format", "learner", "config", "saved_at")
 # Sections that define the weights' shapes and meaning: always taken from the checkpoint.
@@ -127,17 +128,18 @@ def learner_from_checkpoint(path_or_dir: str | Path, device: str = "cpu", cfg=No
     The architecture (features, model, objectives) always comes from the checkpoint, so
     the weights fit; a given ``cfg`` supplies everything else (learner, transport, ...).
     """
-    from streamssl.learner import OnlineLearner
+    from streamssl.learning.learner import OnlineLearner
 
     p = Path(path_or_dir)
     state = load_latest(p) if p.is_dir() else load(p)
     if state is None:
         raise CheckpointError(f"{p}: no loadable checkpoint")
     stored = config_mod.from_dict(state["config"])
-    if cfg is not None:
-        for section in MODEL_SECTIONS:
-            setattr(cfg, section, getattr(stored, section))
-        cfg.learner.window_s = stored.learner.window_s
+    if cfg is not None:  # a copy: the caller's config stays as it was
+        cfg = dataclasses.replace(
+            cfg, **{section: getattr(stored, section) for section in MODEL_SECTIONS},
+            learner=dataclasses.replace(cfg.learner, window_s=stored.learner.window_s),
+        )
     learner = OnlineLearner(cfg or stored, device=device)
     learner.load_state_dict(state["learner"])
     return learner

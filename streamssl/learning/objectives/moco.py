@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from streamssl.models import Backbone, ProjectionHead
+from streamssl.learning.models import Backbone, ProjectionHead
 
 
 def stream_hash(stream_id: str) -> int:
@@ -82,11 +82,16 @@ class MoCo(nn.Module):
             for pq, pk in zip(q_mod.parameters(), k_mod.parameters()):
                 pk.mul_(self.momentum).add_(pq.detach(), alpha=1.0 - self.momentum)
 
+    @staticmethod
+    def query(projection: ProjectionHead, c: torch.Tensor) -> torch.Tensor:
+        """Online context frames (B, T, D) -> unit queries (B, P), with grad: pooled, projected, normalised."""
+        return F.normalize(projection(c.mean(1)).float(), dim=1)
+
     @torch.no_grad()
     def keys(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised log-mel view (B, T, F) -> unit keys (B, P) from the momentum encoder."""
         _, c, _ = self.key_backbone(x)
-        return F.normalize(self.key_projection(c.mean(1)).float(), dim=1)
+        return self.query(self.key_projection, c)
 
     def negative_mask(self, stream: torch.Tensor, time_ns: torch.Tensor) -> torch.Tensor:
         """(B,) stream hashes and capture times -> (B, K) True where a slot must not be a negative."""
@@ -97,6 +102,12 @@ class MoCo(nn.Module):
     def loss(self, q: torch.Tensor, k: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor) -> torch.Tensor:
         """q: (B, P) unit queries with grad; k: (B, P) unit keys -> scalar InfoNCE against the queue."""
         return moco_loss(q, k, self.queue, self.negative_mask(stream, time_ns), self.temperature)
+
+    def in_batch_loss(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """InfoNCE with the batch's other keys as negatives: comparable between a fresh and a trained
+        learner (the training queue starts empty), so evaluation uses it."""
+        logits = q.float() @ k.float().T / self.temperature  # (B, B), positives on the diagonal
+        return F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
     @torch.no_grad()
     def dequeue_and_enqueue(self, keys: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor) -> None:

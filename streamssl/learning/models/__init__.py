@@ -1,20 +1,20 @@
 """The networks: encoder f (causal convs) then context g (GRU / causal transformer).
 
 ``Backbone`` runs both with optional streaming state; objectives live apart in
-``streamssl.objectives`` (CPC_audio's model/criterion split).
+``streamssl.learning.objectives`` (CPC_audio's model/criterion split).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from streamssl.config import Config
-from streamssl.models.context import GRUContext, TransformerContext
-from streamssl.models.encoder import CausalConvEncoder
-from streamssl.models.heads import ProjectionHead, StepPredictors
+from streamssl.learning.models.context import GRUContext, TransformerContext
+from streamssl.learning.models.encoder import CausalConvEncoder
+from streamssl.learning.models.heads import ProjectionHead, StepPredictors
 
 __all__ = ["Backbone", "BackboneState", "ProjectionHead", "StepPredictors", "build_backbone"]
 
@@ -25,7 +25,6 @@ class BackboneState:
 
     conv: list[torch.Tensor] | None = None
     context: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Backbone(nn.Module):

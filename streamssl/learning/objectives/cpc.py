@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from streamssl.models.heads import StepPredictors
+from streamssl.learning.models.heads import StepPredictors
 
 
 def cpc_loss(preds: list[torch.Tensor], z: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:

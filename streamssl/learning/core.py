@@ -1,0 +1,216 @@
+"""The tensor core of learning: front end, networks, objectives and optimizer over prepared tensors.
+
+``LearnerCore`` knows nothing of streams, windows or sockets. It takes audio that is
+already mono float at the feature rate and does the two things the product is made of:
+
+- ``embed_frames``: normalised log-mel of several streams plus their carried backbone
+  states -> context frames and new states (no grad, current weights);
+- ``step``: one optimizer step on a batch of fixed-length examples (B, S) with their
+  stream hashes and capture times. One online forward on a mildly augmented view (crop,
+  gain, noise) serves all three objectives — APC and CPC read its frames, MoCo pools it
+  into the query — and only the key view (also masked in time and frequency) runs a
+  second, no-grad pass, so a step costs about one plain training step. A non-finite loss
+  or gradient skips the step and leaves every weight, statistic and buffer as it was.
+
+``streamssl.learning.learner.OnlineLearner`` feeds it from live windows; the offline
+reference loop of ``streamssl bench`` feeds it from tensors prepared in advance. Both
+call the same ``step``, so their speed ratio measures only what the online path adds.
+
+Randomness (augmentations, CPC negatives) comes from one torch generator owned here and
+saved in the state; weights are drawn from the seed under ``fork_rng``, so the global
+RNGs are neither used nor touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamssl.config import Config
+from streamssl.learning.augment import augment_waveform, mask_features
+from streamssl.learning.device import autocast, resolve_device
+from streamssl.learning.features import LogMel, Normaliser
+from streamssl.learning.models import Backbone, BackboneState, ProjectionHead, build_backbone
+from streamssl.learning.objectives import APC, CPC, OBJECTIVES, MoCo
+
+
+@dataclass
+class StepResult:
+    """What one ``LearnerCore.step`` did to the weights."""
+
+    losses: dict[str, float]  # enabled objectives and "total"
+    grad_norm: float
+    skipped: bool  # non-finite loss or gradient: nothing was changed
+
+
+class LearnerCore:
+    """Modules, optimizer and generator of one learner; ``embed_frames`` and ``step`` (module docstring)."""
+
+    def __init__(self, cfg: Config, device: str | torch.device = "cpu"):
+        self.cfg = cfg
+        self.device = resolve_device(str(device))
+        f, m, o, lc = cfg.features, cfg.model, cfg.objectives, cfg.learner
+        self.weights = {name: getattr(o, f"{name}_weight") for name in OBJECTIVES}
+        with torch.random.fork_rng(devices=[]):  # weight init from the seed, global RNG untouched
+            torch.manual_seed(lc.seed)
+            self.logmel = LogMel(f)
+            self.normaliser = Normaliser(f.n_mels, f.norm_momentum)
+            self.backbone: Backbone = build_backbone(cfg)
+            self.apc = APC(m.context_dim, f.n_mels, o.apc_shift) if o.apc_weight > 0 else None
+            self.cpc = (
+                CPC(m.context_dim, m.encoder_channels, o.cpc_steps, o.cpc_negatives) if o.cpc_weight > 0 else None
+            )
+            self.projection = ProjectionHead(m.context_dim, m.projection_dim) if o.moco_weight > 0 else None
+            self.moco = (
+                MoCo(self.backbone, self.projection, m.projection_dim, o.moco_queue, o.moco_momentum,
+                     o.moco_temperature, o.moco_exclude_recent_s)
+                if self.projection is not None else None
+            )
+        for mod in self.modules().values():
+            mod.to(self.device)
+        params = self.parameters()
+        if lc.optimizer == "adamw":
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=lc.lr, weight_decay=lc.weight_decay)
+        else:
+            self.optimizer = torch.optim.RMSprop(params, lr=lc.lr, weight_decay=lc.weight_decay)
+        self.generator = torch.Generator().manual_seed(lc.seed)  # augmentations, CPC negatives
+        self.step_count = 0
+        self.skipped_steps = 0
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every module whose state is checkpointed, by name (disabled objectives are absent)."""
+        mods = {"logmel": self.logmel, "normaliser": self.normaliser, "backbone": self.backbone}
+        for name in ("apc", "cpc", "projection", "moco"):
+            if getattr(self, name) is not None:
+                mods[name] = getattr(self, name)
+        return mods
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters (the momentum key encoder is not one)."""
+        mods = [self.backbone, self.apc, self.cpc, self.projection]
+        return [p for mod in mods if mod is not None for p in mod.parameters() if p.requires_grad]
+
+    # --- inference ----------------------------------------------------------------
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, S) audio -> normalised log-mel (B, T, F)."""
+        return self.normaliser(self.logmel(audio))
+
+    @torch.no_grad()
+    def embed_frames(
+        self, x: torch.Tensor, states: list[BackboneState]
+    ) -> tuple[torch.Tensor, list[BackboneState]]:
+        """Normalised log-mel (G, T, F) of G streams with equal ``batch_key`` -> c (G, T, dim), new states."""
+        state = self.backbone.stack_states(states, like=x)
+        with autocast(self.device):
+            _, c, state = self.backbone(x, state)
+        return c.float(), self.backbone.split_state(state)
+
+    @torch.no_grad()
+    def embed_clips(self, audio: torch.Tensor) -> torch.Tensor:
+        """(n, S) audio, each clip from a fresh state -> pooled embeddings (n, dim)."""
+        mel = self.logmel(audio)
+        if mel.shape[1] == 0:
+            return audio.new_zeros(audio.shape[0], self.dim)
+        with autocast(self.device):
+            _, c, _ = self.backbone(self.normaliser(mel))
+        return c.float().mean(1)
+
+    # --- learning -----------------------------------------------------------------
+
+    def losses(
+        self, audio: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor, in_batch_moco: bool = False
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Each enabled objective's loss on a batch of examples (B, S); also MoCo's keys for the queue."""
+        losses: dict[str, torch.Tensor] = {}
+        keys = None
+        g = self.generator
+        crop = self.cfg.objectives.moco_crop_fraction
+        with torch.no_grad():
+            x = self.features(augment_waveform(audio, crop, g))  # (B, T, F)
+            x_key = mask_features(self.features(augment_waveform(audio, crop, g)), g) if self.moco is not None else None
+        with autocast(self.device):
+            z, c, _ = self.backbone(x)  # (B, T, C), (B, T, D)
+            if self.apc is not None:
+                losses["apc"] = self.apc(c.float(), x)
+            if self.cpc is not None:
+                losses["cpc"] = self.cpc(c.float(), z.float(), g)
+            if self.moco is not None:
+                q = self.moco.query(self.projection, c)  # (B, P)
+                keys = self.moco.keys(x_key)  # (B, P), no grad
+                losses["moco"] = self.moco.in_batch_loss(q, keys) if in_batch_moco else self.moco.loss(q, keys, stream, time_ns)
+        return losses, keys
+
+    def step(self, audio: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor, new: int) -> StepResult:
+        """One optimizer step on examples (B, S); the first ``new`` rows are new audio (the rest replay).
+
+        The normaliser folds in the new rows' frames before anything is normalised (right
+        from the first window); it is rolled back with everything else if the step is skipped.
+        Only new rows' keys enter the MoCo queue: replayed ones are already there.
+        """
+        saved_norm = {k: v.clone() for k, v in self.normaliser.state_dict().items()}
+        with torch.no_grad():
+            self.normaliser.update(self.logmel(audio[:new]))
+        losses, keys = self.losses(audio, stream, time_ns)
+        total = sum(self.weights[k] * v for k, v in losses.items())
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
+        self.optimizer.zero_grad(set_to_none=True)
+        skipped = not np.isfinite(values["total"])
+        grad_norm = float("nan")
+        if not skipped and torch.is_tensor(total) and total.requires_grad:
+            total.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.learner.grad_clip))
+            skipped = not np.isfinite(grad_norm)
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.normaliser.load_state_dict(saved_norm)
+            self.skipped_steps += 1
+            return StepResult(values, grad_norm, True)
+        self.optimizer.step()
+        self.step_count += 1
+        if self.moco is not None:
+            self.moco.momentum_update(self.backbone, self.projection)
+            self.moco.dequeue_and_enqueue(keys[:new], stream[:new], time_ns[:new])
+        return StepResult(values, grad_norm, False)
+
+    @torch.no_grad()
+    def evaluate(self, audio: torch.Tensor, seed: int = 0) -> dict[str, float]:
+        """Each enabled loss on fixed clips (n, S), changing no state (MoCo: in-batch negatives)."""
+        own = self.generator
+        self.generator = torch.Generator().manual_seed(seed)
+        try:
+            zeros = torch.zeros(audio.shape[0], dtype=torch.long, device=self.device)
+            losses, _ = self.losses(audio, zeros, zeros, in_batch_moco=True)
+        finally:
+            self.generator = own
+        return {k: float(v) for k, v in losses.items()}
+
+    # --- state --------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step_count,
+            "skipped_steps": self.skipped_steps,
+            "modules": {name: mod.state_dict() for name, mod in self.modules().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        for name, mod in self.modules().items():
+            if name not in sd["modules"]:
+                raise ValueError(f"state has no {name!r} module (objectives differ from the config?)")
+            mod.load_state_dict(sd["modules"][name])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.generator.set_state(sd["generator"])
+        self.step_count = int(sd["step"])
+        self.skipped_steps = int(sd.get("skipped_steps", 0))
+

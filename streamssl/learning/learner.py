@@ -1,0 +1,262 @@
+"""The online learner: embed each arriving window with the current weights, then learn from it.
+
+``OnlineLearner`` joins the per-stream half (``streamssl.learning.stream``: each window
+converted once, streaming state, training history) to the tensor half
+(``streamssl.learning.core``: networks, objectives, optimizer) and owns the replay
+buffer. Sockets, batching and shedding live in the learner daemon. Per call:
+
+- ``embed(windows)``: no grad, current weights, streaming state per stream (the STFT's
+  unconsumed samples, the conv caches, the GRU hidden state), so the embeddings of a
+  stream cut into windows are those of the whole stream. The published vector is the
+  mean of c_t over the frames this window completed: every frame of the window counts
+  equally, and the GRU state already carries what came before.
+- ``update(windows)``: one optimizer step on a batch = one fixed-length training example
+  per new window (the last ``learner.window_s`` seconds of its stream ending at the
+  window, zero-padded at stream start) + ``replay_per_step`` examples from the replay
+  buffer (``LearnerCore.step`` does the tensor work).
+
+A window that goes to both (the daemon's path, ``process``) is prepared once with
+``prepare`` and passed as a ``PreparedWindow``; a plain ``AudioWindow`` is prepared on
+the spot, which is right when it goes to only one of them.
+
+Randomness: the core's torch generator (augmentations, CPC negatives) and a numpy
+generator here (replay sampling), both saved in the state, so a resumed learner
+continues bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamssl.config import Config
+from streamssl.learning.core import LearnerCore
+from streamssl.learning.objectives import stream_hash
+from streamssl.learning.replay import ReplayBuffer
+from streamssl.learning.stream import PreparedWindow, StreamState
+from streamssl.wire import AudioWindow, EmbeddingFrame
+
+
+@dataclass
+class StepStats:
+    """What one ``update`` did; the daemon turns it into metrics."""
+
+    step: int  # optimizer step after this update
+    losses: dict[str, float]  # enabled objectives and "total"
+    batch_size: int  # windows in the batch (new + replay)
+    new_windows: int
+    grad_norm: float
+    lr: float
+    skipped: bool  # the loss (or gradient) was non-finite and the step was skipped
+    duration_s: float
+    audio_seconds: float  # seconds of new audio this step learned from
+
+
+class OnlineLearner:
+    """APC + CPC + MoCo on live streams, one optimizer step per arrival (see module docstring)."""
+
+    def __init__(self, cfg: Config, device: str = "cpu"):
+        self.cfg = cfg
+        self.core = LearnerCore(cfg, device)
+        self.device = self.core.device
+        self.sample_rate = cfg.features.sample_rate
+        self.window_samples = int(round(cfg.learner.window_s * self.sample_rate))
+        lc = cfg.learner
+        self._rng = np.random.default_rng(lc.seed)  # replay sampling
+        self.replay = ReplayBuffer(lc.replay_size, self.window_samples, lc.replay_policy, self._rng)
+        self._streams: dict[str, StreamState] = {}
+
+    # --- read-only views ----------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        return self.core.step_count
+
+    @property
+    def skipped_steps(self) -> int:
+        return self.core.skipped_steps
+
+    @property
+    def dim(self) -> int:
+        return self.core.dim
+
+    @property
+    def queue_fill(self) -> float:
+        return self.core.moco.fill if self.core.moco is not None else 0.0
+
+    @property
+    def streams(self) -> dict[str, StreamState]:
+        return self._streams
+
+    def parameters(self) -> list[nn.Parameter]:
+        return self.core.parameters()
+
+    # --- windows in ---------------------------------------------------------------
+
+    def _stream(self, stream_id: str) -> StreamState:
+        st = self._streams.get(stream_id)
+        if st is None:
+            st = StreamState(stream_id, self.core.logmel, self.window_samples, self.dim)
+            self._streams[stream_id] = st
+        return st
+
+    def prepare(self, windows: Sequence[AudioWindow]) -> list[PreparedWindow]:
+        """Each window as mono float at the feature rate, converted once, in order."""
+        return [self._stream(w.stream_id).prepare(w) for w in windows]
+
+    def _prepared(self, windows: Sequence[AudioWindow | PreparedWindow]) -> list[PreparedWindow]:
+        return [w if isinstance(w, PreparedWindow) else self._stream(w.stream_id).prepare(w) for w in windows]
+
+    def reset_stream(self, stream_id: str) -> None:
+        """Forget a stream's streaming and history state (its capture restarted)."""
+        self._streams.pop(stream_id, None)
+
+    # --- inference ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def embed(self, windows: Sequence[AudioWindow | PreparedWindow]) -> list[EmbeddingFrame]:
+        """One EmbeddingFrame per window, in order, from the current weights and each stream's state.
+
+        Windows of different streams run through the backbone together: in rounds of at
+        most one window per stream (a stream's next window needs the state its previous
+        one leaves), grouped by frame count and ``Backbone.batch_key``. Each stream gets
+        exactly what running it alone would give; a daemon with many streams makes a few
+        batched calls instead of one call per window.
+        """
+        core = self.core
+        prepared = self._prepared(windows)
+        pending = [(i, p, core.normaliser(p.stream.mel(p, self.device))) for i, p in enumerate(prepared)]
+        # (index, prepared window, normalised log-mel (T, F))
+        results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (pooled (dim,), frames (T, dim))
+        while pending:
+            group, deferred, taken, group_key = [], [], set(), None
+            for item in pending:
+                _, p, x = item
+                key = (x.shape[0], core.backbone.batch_key(p.stream.backbone))
+                if p.stream in taken or (group and key != group_key):
+                    deferred.append(item)
+                else:
+                    group.append(item)
+                    group_key = key
+                taken.add(p.stream)  # later windows of this stream wait for the next round
+            self._embed_group(group, results)
+            pending = deferred
+        out = []
+        per_frame = self.cfg.learner.per_frame_embeddings
+        for i, p in enumerate(prepared):
+            pooled, c = results[i]
+            w = p.window
+            out.append(EmbeddingFrame(
+                w.stream_id, w.seq, w.capture_ns, self.step, pooled.cpu().numpy().astype(np.float32),
+                session=w.session, frame_embeddings=c.cpu().numpy().astype(np.float32) if per_frame else None,
+            ))
+        return out
+
+    def _embed_group(self, group: list, results: dict) -> None:
+        """Run one round's windows (distinct streams, equal shapes) through the backbone at once."""
+        x = torch.stack([x for _, _, x in group])  # (G, T, F)
+        if x.shape[1] == 0:  # too short to finish a frame: publish the last context, state unchanged
+            for i, p, _ in group:
+                results[i] = (p.stream.last, x.new_zeros(0, self.dim))
+            return
+        c, states = self.core.embed_frames(x, [p.stream.backbone for _, p, _ in group])  # (G, T, dim)
+        for (i, p, _), row, state in zip(group, c, states):
+            p.stream.backbone = state
+            p.stream.last = row[-1]
+            results[i] = (row.mean(0), row)
+
+    @torch.no_grad()
+    def embed_segments(self, audio: np.ndarray) -> np.ndarray:
+        """(n, samples) float32 at features.sample_rate -> (n, dim) pooled embeddings, each from a fresh state."""
+        x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).to(self.device)
+        return self.core.embed_clips(x).cpu().numpy()
+
+    # --- learning -----------------------------------------------------------------
+
+    def update(self, windows: Sequence[AudioWindow | PreparedWindow]) -> StepStats:
+        """One optimizer step on the new windows plus replay; returns what happened."""
+        if not windows:
+            raise ValueError("update() needs at least one new window (the daemon calls it per arrival)")
+        started = time.perf_counter()
+        prepared = self._prepared(windows)
+        lc = self.cfg.learner
+        new = np.stack([p.stream.example(p, self.window_samples) for p in prepared])
+        new_stream = np.array([stream_hash(p.window.stream_id) for p in prepared], dtype=np.int64)
+        new_time = np.array([p.window.capture_ns for p in prepared], dtype=np.int64)
+        old, old_stream, old_time = self.replay.sample(lc.replay_per_step)
+        batch = np.concatenate([new, old]).astype(np.float32)
+        lr = float(self.core.optimizer.param_groups[0]["lr"])
+        result = self.core.step(
+            torch.from_numpy(batch).to(self.device),
+            torch.from_numpy(np.concatenate([new_stream, old_stream])).to(self.device),
+            torch.from_numpy(np.concatenate([new_time, old_time])).to(self.device),
+            new=len(prepared),
+        )
+        if not result.skipped:
+            finite = np.isfinite(new).all(axis=1)
+            self.replay.add(new[finite], new_stream[finite], new_time[finite])
+        return StepStats(
+            step=self.step, losses=result.losses, batch_size=int(batch.shape[0]), new_windows=len(prepared),
+            grad_norm=result.grad_norm, lr=lr, skipped=result.skipped, duration_s=time.perf_counter() - started,
+            audio_seconds=float(sum(p.window.duration_s for p in prepared)),
+        )
+
+    def process(self, windows: Sequence[AudioWindow]) -> tuple[list[EmbeddingFrame], StepStats]:
+        """Embed first (subscribers never wait for the backward pass), then learn; each window converted once."""
+        prepared = self.prepare(windows)
+        frames = self.embed(prepared)
+        return frames, self.update(prepared)
+
+    def evaluate(self, audio: np.ndarray, seed: int = 0) -> dict[str, float]:
+        """Each enabled loss on fixed clips (n, window_samples), changing no state.
+
+        MoCo uses the other clips' keys as negatives, so the value is comparable between
+        a fresh and a trained learner (the training queue starts empty). Augmentations and
+        negatives come from a generator seeded with ``seed``: the same draws every call.
+        """
+        return self.core.evaluate(torch.as_tensor(np.asarray(audio, dtype=np.float32)).to(self.device), seed)
+
+    # --- state --------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-for-bit; only tensors and plain containers (weights_only loads it)."""
+        return {
+            "config": self.cfg.to_dict(),
+            "core": self.core.state_dict(),
+            "replay": self.replay.state_dict(),
+            "streams": {sid: st.state_dict() for sid, st in self._streams.items()},
+            "replay_rng": _np_state_to_plain(self._rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore ``state_dict()``; a stream with another sample rate restarts its resampler."""
+        self.core.load_state_dict(sd["core"])
+        self.replay.load_state_dict(sd["replay"])
+        self._streams = {}
+        for sid, s in sd.get("streams", {}).items():
+            self._stream(sid).load_state_dict(s, self.device)
+        self._rng.bit_generator.state = _np_state_from_plain(sd["replay_rng"])
+
+
+def _np_state_to_plain(state: dict) -> dict:
+    """PCG64 state holds 128-bit ints; store them as decimal strings so weights_only can load them."""
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": {k: str(v) for k, v in state["state"].items()},
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def _np_state_from_plain(plain: dict) -> dict:
+    return {
+        "bit_generator": plain["bit_generator"],
+        "state": {k: int(v) for k, v in plain["state"].items()},
+        "has_uint32": plain["has_uint32"],
+        "uinteger": plain["uinteger"],
+    }
