@@ -20,7 +20,7 @@ import time
 import torch
 
 from streamssl import config
-from streamssl.benchmark import speech_windows
+from streamssl.evaluation.benchmark import speech_windows
 from streamssl.learning.learner import OnlineLearner
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from support import REPO
 
-from streamssl.benchmark import KEYS
+from streamssl.evaluation.benchmark import KEYS
 
 pytestmark = pytest.mark.e2e
 

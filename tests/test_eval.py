@@ -16,8 +16,8 @@ import numpy as np
 from support import REPO
 
 from streamssl import config
-from streamssl.dataset import load_labelled
-from streamssl.evaluation import ROWS, stratified_split
+from streamssl.evaluation.dataset import load_labelled
+from streamssl.evaluation.probe import ROWS, stratified_split
 
 SMALL = REPO / "tests" / "configs" / "small.toml"
 
@@ -51,7 +51,7 @@ def test_generated_speech_has_speaker_and_word_levels(tmp_path):
 def _tiny_checkpoint(directory) -> None:
     """A small learner after a few real updates on generated speech, saved as the daemon saves it."""
     from streamssl.learning import checkpoint
-    from streamssl.benchmark import speech_windows
+    from streamssl.evaluation.benchmark import speech_windows
     from streamssl.learning.learner import OnlineLearner
 
     cfg = config.load(SMALL)

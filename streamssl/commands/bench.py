@@ -37,7 +37,7 @@ def config_args(config_path: str | None, overrides: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     config_path = args.config or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else None)
     cfg = config.load(config_path, args.overrides)
-    from streamssl.benchmark import BenchPlan, print_results, run_benchmarks
+    from streamssl.evaluation.benchmark import BenchPlan, print_results, run_benchmarks
     from streamssl.learning.device import resolve_device
 
     device = str(resolve_device(args.device))  # the bench passes it on as a flag and a label

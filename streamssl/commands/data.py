@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamssl.dataset import generate_speech
+    from streamssl.evaluation.dataset import generate_speech
 
     start = time.perf_counter()
     try:

@@ -23,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from streamssl import config
     from streamssl.learning import checkpoint
     from streamssl.learning.device import resolve_device
-    from streamssl.dataset import load_labelled
-    from streamssl.evaluation import evaluate, learner_embedder, pooled_logmel, print_report
+    from streamssl.evaluation.dataset import load_labelled
+    from streamssl.evaluation.probe import evaluate, learner_embedder, pooled_logmel, print_report
     from streamssl.learning.learner import OnlineLearner
 
     try:

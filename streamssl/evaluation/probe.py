@@ -1,6 +1,6 @@
 """Linear-probe evaluation: are the learned embeddings linearly useful, and more than free features?
 
-For every label kind of a labelled set (``streamssl.dataset``), a logistic regression
+For every label kind of a labelled set (``streamssl.evaluation.dataset``), a logistic regression
 is trained on standardised, frozen, utterance-level features and scored on held-out
 utterances. Three feature extractors are probed identically, on the same split:
 
