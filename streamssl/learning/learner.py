@@ -8,8 +8,8 @@ buffer. Sockets, batching and shedding live in the learner daemon. Per call:
 - ``embed(windows)``: no grad, current weights, streaming state per stream (the STFT's
   unconsumed samples, the conv caches, the GRU hidden state), so the embeddings of a
   stream cut into windows are those of the whole stream. The published vector is the
-  mean of c_t over the frames this window completed: every frame of the window counts
-  equally, and the GRU state already carries what came before.
+  readout (``streamssl.learning.readout``: energy-gated mean and std of z_t and c_t) over
+  the frames this window completed; the GRU state already carries what came before.
 - ``update(windows)``: one optimizer step on a batch = one fixed-length training example
   per new window (the last ``learner.window_s`` seconds of its stream ending at the
   window, zero-padded at stream start) + ``replay_per_step`` examples from the replay
@@ -130,9 +130,8 @@ class OnlineLearner:
         """
         core = self.core
         prepared = self._prepared(windows)
-        pending = [(i, p, core.normaliser(p.stream.mel(p, self.device))) for i, p in enumerate(prepared)]
-        # (index, prepared window, normalised log-mel (T, F))
-        results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (pooled (dim,), frames (T, dim))
+        pending = [(i, p, p.stream.mel(p, self.device)) for i, p in enumerate(prepared)]  # (index, window, raw log-mel (T, F))
+        results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (embedding (dim,), c (T, frame_dim))
         while pending:
             group, deferred, taken, group_key = [], [], set(), None
             for item in pending:
@@ -159,16 +158,16 @@ class OnlineLearner:
 
     def _embed_group(self, group: list, results: dict) -> None:
         """Run one round's windows (distinct streams, equal shapes) through the backbone at once."""
-        x = torch.stack([x for _, _, x in group])  # (G, T, F)
-        if x.shape[1] == 0:  # too short to finish a frame: publish the last context, state unchanged
+        mel = torch.stack([m for _, _, m in group])  # (G, T, F)
+        if mel.shape[1] == 0:  # too short to finish a frame: publish the last embedding, state unchanged
             for i, p, _ in group:
-                results[i] = (p.stream.last, x.new_zeros(0, self.dim))
+                results[i] = (p.stream.last, mel.new_zeros(0, self.core.frame_dim))
             return
-        c, states = self.core.embed_frames(x, [p.stream.backbone for _, p, _ in group])  # (G, T, dim)
-        for (i, p, _), row, state in zip(group, c, states):
+        pooled, c, states = self.core.embed_frames(mel, [p.stream.backbone for _, p, _ in group])
+        for (i, p, _), vec, frames, state in zip(group, pooled, c, states):
             p.stream.backbone = state
-            p.stream.last = row[-1]
-            results[i] = (row.mean(0), row)
+            p.stream.last = vec
+            results[i] = (vec, frames)
 
     @torch.no_grad()
     def embed_segments(self, audio: np.ndarray) -> np.ndarray:
