@@ -17,9 +17,9 @@ import torch
 from prometheus_client import CollectorRegistry
 
 from streamssl.config import DriftConfig
-from streamssl.drift import DETECTORS, SIGNALS, DriftMonitor, embedding_spread, input_statistics, linear_cka
-from streamssl.espeak import VOICES, synthesize
-from streamssl.metrics import LearnerMetrics
+from streamssl.observability.drift import DETECTORS, SIGNALS, DriftMonitor, embedding_spread, input_statistics, linear_cka
+from streamssl.capture.espeak import VOICES, synthesize
+from streamssl.observability.metrics import LearnerMetrics
 
 SR = 16000
 WINDOW = SR // 2  # 500 ms, the capture default

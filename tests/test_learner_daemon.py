@@ -14,7 +14,7 @@ import zmq
 
 from streamssl import wire
 from streamssl.config import TransportConfig
-from streamssl.subscriber import subscribe
+from streamssl.serving.subscriber import subscribe
 from streamssl.transport import make_socket
 from support import free_endpoint, free_port, metric, scrape, start_streamssl, stop, wait_until
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from streamssl.report import History, plot
+from streamssl.observability.report import History, plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

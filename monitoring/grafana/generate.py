@@ -10,7 +10,7 @@ it would pin a pre-release package for what is a list of dicts here).
     python monitoring/grafana/generate.py --check  # exit 1 if the JSON is out of date
 
 ``tests/test_monitoring.py`` runs the check, checks every metric of
-``streamssl/metrics.py`` is on a panel, and ``tests/test_prometheus_e2e.py`` runs every
+``streamssl/observability/metrics.py`` is on a panel, and ``tests/test_prometheus_e2e.py`` runs every
 expression against a real Prometheus.
 """
 

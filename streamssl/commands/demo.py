@@ -23,7 +23,7 @@ from rich.table import Table
 
 from streamssl import config, procs
 from streamssl.cli import add_config_arguments
-from streamssl.subscriber import subscribe
+from streamssl.serving.subscriber import subscribe
 
 OBJECTIVES = ("apc", "cpc", "moco", "total")
 
@@ -208,7 +208,7 @@ def _summarise(console, progress, counter, out, ckpt_dir, elapsed, learner_rc, i
     plots: list[Path] = []
     history = ckpt_dir / "metrics.jsonl"
     if history.exists():
-        from streamssl.report import History, plot
+        from streamssl.observability.report import History, plot
 
         plots = plot(History.read(history), out)
     rows.append(("plots", ", ".join(str(p) for p in plots) or "none (no updates recorded)"))

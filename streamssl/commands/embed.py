@@ -43,8 +43,8 @@ def embed_file(learner, path: Path, window_ms: int, dtype: str) -> tuple[list, l
     """(embeddings, index rows) of one file, windowed and embedded as a live capture would be."""
     import numpy as np
 
-    from streamssl.capture import to_wire_dtype
-    from streamssl.sources.file import FileSource
+    from streamssl.capture.daemon import to_wire_dtype
+    from streamssl.capture.sources.file import FileSource
     from streamssl.wire import AudioWindow
 
     rate = learner.sample_rate

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from streamssl.config import ConfigError
-from streamssl.report import History, plot
+from streamssl.observability.report import History, plot
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

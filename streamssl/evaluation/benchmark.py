@@ -193,7 +193,7 @@ def speech_windows(cfg: Config, n: int, streams: int = 8, seed: int = 0) -> list
     int16 windows of ``capture.window_ms``, exactly what a capture daemon sends; seq and
     capture time advance per stream as they would live.
     """
-    from streamssl.sources.speech import SpeechSource
+    from streamssl.capture.sources.speech import SpeechSource
     from streamssl.wire import AudioWindow
 
     frames = _window_frames(cfg)
@@ -375,7 +375,7 @@ class LatencyResult:
 def _collect(endpoint: str, stream_ids: set[str], warmup_s: float, measure_s: float) -> list[float]:
     """Latencies (ms) of frames from ``stream_ids`` received after every stream has spoken
     and ``warmup_s`` has passed, for ``measure_s`` seconds."""
-    from streamssl.subscriber import subscribe
+    from streamssl.serving.subscriber import subscribe
 
     seen: set[str] = set()
     lat: list[float] = []

@@ -40,8 +40,8 @@ import zmq
 
 from streamssl import __version__
 from streamssl.config import Config, ConfigError
-from streamssl.metrics import CaptureMetrics, serve
-from streamssl.sources import Source, SourceError, open_source, parse_spec
+from streamssl.observability.metrics import CaptureMetrics, serve
+from streamssl.capture.sources import Source, SourceError, open_source, parse_spec
 from streamssl.transport import make_socket
 from streamssl.wire import FLAG_AFTER_DROP, FLAG_INPUT_OVERFLOW, AudioWindow, encode_audio
 

@@ -24,8 +24,8 @@ import zmq
 from streamssl import __version__, wire
 from streamssl.learning import checkpoint
 from streamssl.config import Config
-from streamssl.intake import Intake
-from streamssl.metrics import LearnerMetrics, serve
+from streamssl.serving.intake import Intake
+from streamssl.observability.metrics import LearnerMetrics, serve
 from streamssl.transport import make_socket, start_authenticator
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class LearnerDaemon:
         import torch  # deferred: the CLI imports this module only for `streamssl learn`
 
         from streamssl.learning.device import resolve_device
-        from streamssl.drift import DriftMonitor
+        from streamssl.observability.drift import DriftMonitor
         from streamssl.learning.learner import OnlineLearner
 
         if cfg.learner.threads:
@@ -58,7 +58,7 @@ class LearnerDaemon:
         self.checkpoint_dir = Path(cfg.learner.checkpoint_dir) if cfg.learner.checkpoint_dir else None
         self.history = None
         if self.checkpoint_dir:
-            from streamssl.report import History
+            from streamssl.observability.report import History
 
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             self._resume()

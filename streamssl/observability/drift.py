@@ -56,7 +56,7 @@ import numpy as np
 from river import drift, stats
 
 from streamssl.config import DriftConfig
-from streamssl.metrics import LearnerMetrics
+from streamssl.observability.metrics import LearnerMetrics
 
 SIGNALS = ("input", "embedding", "loss")
 DETECTORS = ("adwin", "page_hinkley")

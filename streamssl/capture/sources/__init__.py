@@ -14,7 +14,7 @@ Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``spe
 from __future__ import annotations
 
 from streamssl.config import SOURCE_KINDS, ConfigError
-from streamssl.sources.base import BaseSource, Block, Source, SourceError
+from streamssl.capture.sources.base import BaseSource, Block, Source, SourceError
 
 __all__ = ["Block", "Source", "SourceError", "BaseSource", "open_source", "parse_spec"]
 
@@ -48,25 +48,25 @@ def open_source(
     kind, arg = parse_spec(spec)
     common = dict(sample_rate=sample_rate, channels=channels, block_frames=block_frames, realtime=realtime)
     if kind == "mic":
-        from streamssl.sources.mic import MicSource
+        from streamssl.capture.sources.mic import MicSource
 
         return MicSource(arg, **common)
     if kind == "file":
-        from streamssl.sources.file import FileSource
+        from streamssl.capture.sources.file import FileSource
 
         return FileSource(arg, loop=loop, **common)
     if kind == "ffmpeg":
-        from streamssl.sources.ffmpeg import FfmpegSource
+        from streamssl.capture.sources.ffmpeg import FfmpegSource
 
         return FfmpegSource(arg, loop=loop, **common)
     if kind == "stdin":
-        from streamssl.sources.stdin import StdinSource
+        from streamssl.capture.sources.stdin import StdinSource
 
         return StdinSource(**common)
     if kind == "speech":
-        from streamssl.sources.speech import SpeechSource
+        from streamssl.capture.sources.speech import SpeechSource
 
         return SpeechSource(seed=seed, **common)
-    from streamssl.sources.synth import SynthSource
+    from streamssl.capture.sources.synth import SynthSource
 
     return SynthSource(seed=seed, **common)
