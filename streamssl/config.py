@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from streamssl.wire import MAX_CHANNELS, stream_id_problem
+
 ENDPOINT_RE = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})|ipc://.+|inproc://.+)$")
 SOURCE_KINDS = ("mic", "file", "ffmpeg", "stdin", "speech", "synth")
+SOURCE_SPECS = "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
 
 
 class ConfigError(ValueError):
@@ -58,15 +61,33 @@ def endpoint(v: str) -> str | None:
     return None
 
 
-def source_spec(v: str) -> str | None:
-    kind = v.split(":", 1)[0]
+def source_spec_problem(spec: str) -> str | None:
+    """Why ``spec`` names no source, or None. The one home of the source-spec rules:
+    the config check below and ``parse_source_spec`` (used by ``open_source``) both ask here."""
+    kind, _, arg = spec.partition(":")
     if kind not in SOURCE_KINDS:
-        return f"unknown source {kind!r}; allowed: mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
-    if kind in ("file", "ffmpeg") and not v[len(kind) + 1 :]:
-        return f"{kind}: needs a path or URL, e.g. {kind}:/path/to/audio.wav"
-    if kind == "file" and not Path(v[5:]).expanduser().is_file():
-        return f"file {v[5:]!r} does not exist"
+        return f"unknown source {kind!r}; allowed: {SOURCE_SPECS}"
+    if kind in ("file", "ffmpeg") and not arg:
+        return f"{kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav"
+    if kind in ("stdin", "speech", "synth") and arg:
+        return f"{kind} takes no argument"
     return None
+
+
+def parse_source_spec(spec: str) -> tuple[str, str]:
+    """``"file:/a.wav"`` -> ``("file", "/a.wav")``; ``"mic"`` -> ``("mic", "")``; ConfigError if invalid."""
+    problem = source_spec_problem(spec)
+    if problem:
+        raise ConfigError(f"capture.source = {spec!r}: {problem}")
+    kind, _, arg = spec.partition(":")
+    return kind, arg
+
+
+def source_spec(v: str) -> str | None:
+    problem = source_spec_problem(v)
+    if problem is None and v.startswith("file:") and not Path(v[5:]).expanduser().is_file():
+        return f"file {v[5:]!r} does not exist"
+    return problem
 
 
 def existing_file_or_empty(v: str) -> str | None:
@@ -92,8 +113,7 @@ def port(v: int) -> str | None:
 
 
 def stream_id(v: str) -> str | None:
-    raw = v.encode("utf-8")
-    return None if 0 < len(raw) <= 32 and "\x00" not in v else "must be 1..32 UTF-8 bytes"
+    return stream_id_problem(v)  # the header's limit, defined once by the wire format
 
 
 # --- sections ---------------------------------------------------------------------
@@ -122,7 +142,7 @@ class CaptureConfig:
     stream_id: str = _f("default", check=stream_id)
     connect: str = _f("tcp://127.0.0.1:5555", check=endpoint, doc="learner audio endpoint")
     sample_rate: int = _f(16000, check=in_range(8000, 192000))
-    channels: int = _f(1, check=in_range(1, 32))
+    channels: int = _f(1, check=in_range(1, MAX_CHANNELS))
     window_ms: int = _f(500, check=in_range(10, 10000))
     dtype: str = _f("int16", check=one_of("int16", "float32"))
     queue_windows: int = _f(64, check=positive, doc="bound of the queue between source and socket")

@@ -12,6 +12,8 @@ import subprocess
 
 import numpy as np
 
+from streamssl.wire import pcm16_to_float
+
 # eSpeak NG base voices x variants: distinct accents, genders and timbres, all shipped
 # with the espeak-ng-data package (mbrola voices are not).
 BASE_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp")
@@ -47,4 +49,4 @@ def synthesize(
         err = speak.stderr.read().decode(errors="replace").strip()
         if speak.wait(timeout=30) != 0:
             raise SpeechUnavailable(f"espeak-ng failed for voice {voice!r}: {err}")
-    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    return pcm16_to_float(np.frombuffer(raw, dtype="<i2"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from streamssl.wire import pcm16_to_float, to_pcm16
+
 
 class ReplayBuffer:
     """Fixed-capacity store of (audio, stream hash, capture time) examples."""
@@ -37,7 +39,7 @@ class ReplayBuffer:
         """audio: (N, samples) float in [-1, 1]."""
         if self.capacity == 0:
             return
-        pcm = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
+        pcm = to_pcm16(audio)
         for i in range(pcm.shape[0]):
             if self.policy == "fifo" or self._seen < self.capacity:
                 slot = self._seen % self.capacity
@@ -51,7 +53,7 @@ class ReplayBuffer:
         """Up to n distinct examples: (n, samples) float32, stream hashes, capture times."""
         k = min(n, len(self))
         idx = np.sort(self._rng.choice(len(self), size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
-        return self._audio[idx].astype(np.float32) / 32767.0, self._stream[idx], self._time[idx]
+        return pcm16_to_float(self._audio[idx]), self._stream[idx], self._time[idx]
 
     def state_dict(self) -> dict:
         n = len(self)

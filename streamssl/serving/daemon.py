@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 RTF_WINDOW_S = 60.0
 HISTORY_EVERY_S = 1.0
-OBJECTIVES = ("apc", "cpc", "moco", "total")
 
 
 class LearnerDaemon:
@@ -74,8 +73,10 @@ class LearnerDaemon:
     # --- set-up -------------------------------------------------------------------
 
     def _init_metrics(self, device: str) -> None:
+        from streamssl.learning.objectives import OBJECTIVES
+
         m = self.metrics
-        for name in OBJECTIVES:
+        for name in (*OBJECTIVES, "total"):
             m.loss.labels(name)
         n_params = sum(p.numel() for p in self.learner.parameters())
         m.info.info({

@@ -8,30 +8,16 @@ missing tool) raises ``ConfigError`` here, so the daemon fails at start with one
 failures while running raise ``SourceError``.
 
 Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``speech``,
-``synth``.
+``synth``; their rules live once, in ``config.parse_source_spec`` (re-exported here as
+``parse_spec``), so a config file and ``open_source`` refuse the same specs.
 """
 
 from __future__ import annotations
 
-from streamssl.config import SOURCE_KINDS, ConfigError
 from streamssl.capture.sources.base import BaseSource, Block, Source, SourceError
+from streamssl.config import parse_source_spec as parse_spec
 
 __all__ = ["Block", "Source", "SourceError", "BaseSource", "open_source", "parse_spec"]
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``"file:/a.wav"`` -> ``("file", "/a.wav")``; ``"mic"`` -> ``("mic", "")``."""
-    kind, _, arg = spec.partition(":")
-    if kind not in SOURCE_KINDS:
-        raise ConfigError(
-            f"capture.source = {spec!r}: unknown source {kind!r}; allowed: "
-            "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
-        )
-    if kind in ("file", "ffmpeg") and not arg:
-        raise ConfigError(f"capture.source = {spec!r}: {kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav")
-    if kind in ("stdin", "speech", "synth") and arg:
-        raise ConfigError(f"capture.source = {spec!r}: {kind} takes no argument")
-    return kind, arg
 
 
 def open_source(
