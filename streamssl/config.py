@@ -231,14 +231,15 @@ class DriftConfig:
     """Representation drift and collapse monitoring."""
 
     probe_size: int = _f(64, check=non_negative)
-    check_every: int = _f(50, check=positive, doc="updates between probe re-embeddings")
+    check_every: int = _f(50, check=positive, doc="optimizer steps between probe re-embeddings")
     warmup: int = _f(60, check=in_range(2, 100000), doc="observations per signal that fix its scale before detectors run")
     adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0), doc="ADWIN confidence (smaller = fewer alarms, later)")
     adwin_clock: int = _f(4, check=in_range(1, 1024), doc="ADWIN tests for a cut every this many observations")
     ph_delta: float = _f(0.75, check=non_negative, doc="Page-Hinkley tolerance, in warm-up standard deviations")
     ph_threshold: float = _f(10.0, check=positive, doc="Page-Hinkley alarm level, in warm-up standard deviations")
     centroid_fading: float = _f(0.02, check=in_range(1e-6, 1.0), doc="EW rate of the running embedding centroid")
-    spread_window: int = _f(256, check=in_range(2, 100000), doc="recent embeddings the spread (collapse) gauge covers")
+    spread_window: int = _f(256, check=in_range(2, 100000), doc="recent embeddings the spread and effective-rank (collapse) gauges cover")
+    rank_every: int = _f(8, check=positive, doc="embedding batches between effective-rank recomputations (one SVD of spread_window x dim)")
 
 
 SECTIONS: dict[str, type] = {

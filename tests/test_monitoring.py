@@ -248,5 +248,8 @@ def test_dashboard_threshold_lines_are_the_alert_thresholds():
 
     floor = float(re.search(r"streamssl_learner_embedding_spread < ([0-9.]+)", rules["StreamsslCollapse"]).group(1))
     assert line("Embedding spread (collapse)") == floor
+    rank = float(re.search(r"streamssl_learner_embedding_effective_rank < ([0-9.]+)",
+                           rules["StreamsslDimensionalCollapse"]).group(1))
+    assert line("Embedding effective rank (dimensional collapse)") == rank
     assert f"streamssl_learner_realtime_factor < {line('Real-time factor')}" in rules["StreamsslLearnerBehindRealtime"]
     assert f"> {line('Checkpoint age')}" in rules["StreamsslCheckpointStale"]

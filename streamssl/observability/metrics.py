@@ -133,6 +133,11 @@ class LearnerMetrics:
             "streamssl_learner_embedding_spread",
             "Mean per-dimension std of L2-normalised recent embeddings (near 0 = collapse)", registry=r,
         )
+        self.embedding_effective_rank = Gauge(
+            "streamssl_learner_embedding_effective_rank",
+            "RankMe effective rank of recent embeddings: directions their variance uses (near 1 = collapse)",
+            registry=r,
+        )
         self.memory = Gauge("streamssl_learner_memory_bytes", "Resident memory of the process", registry=r)
         self.device_memory = Gauge(
             "streamssl_learner_device_memory_bytes", "Accelerator memory allocated (0 on CPU)", registry=r
