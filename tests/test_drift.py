@@ -228,14 +228,19 @@ def test_state_survives_a_weights_only_checkpoint_round_trip(speech):
     assert restored._channels["input_centroid"].mean == pytest.approx(mon._channels["input_centroid"].mean)  # noqa: SLF001
 
 
-def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(speech):
+def small_learner_and_speech(speech):
+    """A random-init one-block learner and 64 windows of speech to embed with it."""
     from streamssl.config import load
     from streamssl.learning.learner import OnlineLearner
 
     cfg = load(overrides=["model.encoder_channels=48", "model.encoder_layers=1", "model.context_dim=32",
                           "features.n_mels=32", "objectives.moco_queue=64"])
-    learner = OnlineLearner(cfg)
     segments = np.stack([speech[i : i + WINDOW] for i in range(0, 64 * WINDOW, WINDOW)]).astype(np.float32)
+    return OnlineLearner(cfg), segments
+
+
+def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(speech):
+    learner, segments = small_learner_and_speech(speech)
     metrics = LearnerMetrics()
     mon = DriftMonitor(DriftConfig(spread_window=64), metrics)
     mon.observe_embeddings(learner.embed_segments(segments))
@@ -275,13 +280,7 @@ def test_effective_rank_sees_the_dimensional_collapse_the_spread_misses():
 
 
 def test_effective_rank_falls_when_the_learners_encoder_is_forced_to_one_direction(speech):
-    from streamssl.config import load
-    from streamssl.learning.learner import OnlineLearner
-
-    cfg = load(overrides=["model.encoder_channels=48", "model.encoder_layers=1", "model.context_dim=32",
-                          "features.n_mels=32", "objectives.moco_queue=64"])
-    learner = OnlineLearner(cfg)
-    segments = np.stack([speech[i : i + WINDOW] for i in range(0, 64 * WINDOW, WINDOW)]).astype(np.float32)
+    learner, segments = small_learner_and_speech(speech)
     metrics = LearnerMetrics()
     rank = lambda: metrics.registry.get_sample_value("streamssl_learner_embedding_effective_rank")  # noqa: E731
     mon = DriftMonitor(DriftConfig(spread_window=64, rank_every=1), metrics)
