@@ -163,10 +163,10 @@ class DriftMonitor:
             for m, v in zip(self._centroid, row.tolist()):
                 m.update(v)
         self._batches += 1
-        self._update_collapse_gauges(rank=(self._batches - 1) % self.cfg.rank_every == 0)
+        self._refresh_collapse_gauges(rank=(self._batches - 1) % self.cfg.rank_every == 0)
         return sorted(set(found))
 
-    def _update_collapse_gauges(self, rank: bool) -> None:
+    def _refresh_collapse_gauges(self, rank: bool) -> None:
         if len(self._recent) < 2:
             return
         recent = np.stack(self._recent)
@@ -179,7 +179,7 @@ class DriftMonitor:
                 self.metrics.embedding_effective_rank.set(self.effective_rank)
 
     def observe_loss(self, loss: float) -> list[str]:
-        """The total loss of one update, relative to its running mean of the last ~10 steps."""
+        """The total loss of one optimizer step, relative to its running mean of the last ~10 steps."""
         loss = float(loss)
         if not math.isfinite(loss):
             return []
@@ -285,4 +285,4 @@ class DriftMonitor:
         if self.metrics is not None:
             for ref_name, value in self.last_cka.items():
                 self.metrics.cka.labels(ref_name).set(value)
-        self._update_collapse_gauges(rank=True)
+        self._refresh_collapse_gauges(rank=True)

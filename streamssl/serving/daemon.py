@@ -171,13 +171,13 @@ class LearnerDaemon:
         if stats.skipped:
             m.nonfinite.inc()
         else:
-            m.updates.inc()
+            m.steps.inc()
             for name, value in stats.losses.items():
                 m.loss.labels(name).set(value)
             if self.history is not None:
                 self.history.add_losses(stats.losses)
             self.drift.observe_loss(stats.losses["total"])
-        m.update_seconds.observe(stats.duration_s)
+        m.step_seconds.observe(stats.duration_s)
         m.batch_size.observe(stats.batch_size)
         m.lr.set(stats.lr)
         m.grad_norm.set(stats.grad_norm)
