@@ -10,8 +10,13 @@ TORCH_SPEC ?= torch==2.13.0
 DEB_PACKAGES := libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng sox ffmpeg prometheus
 SECONDS ?= 60
 EVAL_SECONDS ?= 600
+# install-units: where the rendered systemd units go (DESTDIR stages a package root) and
+# where they read their configs.
+UNITDIR ?= /etc/systemd/system
+CONFDIR ?= /etc/streamssl
+UNITS := $(patsubst daemons/%.in,%,$(wildcard daemons/*.service.in))
 
-.PHONY: all system venv dev demo test bench eval clean
+.PHONY: all system venv dev demo test bench eval install-units clean
 
 all: demo
 
@@ -51,7 +56,18 @@ eval: venv
 	$(VENV)/bin/streamssl data speech --out runs/eval-data
 	rm -rf runs/eval-train  # a fresh model each time: the demo would resume an old checkpoint
 	$(VENV)/bin/streamssl demo --seconds $(EVAL_SECONDS) --out runs/eval-train --no-live
-	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data
+	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data --seeds 3 --reference --json runs/eval.json
+
+# Render daemons/*.service.in with this venv's streamssl and CONFDIR into $(DESTDIR)$(UNITDIR).
+# The venv may live anywhere (VENV=/opt/streamssl/.venv); the units only run its streamssl.
+install-units:
+	@test -x "$(abspath $(VENV))/bin/streamssl" || { echo "no $(abspath $(VENV))/bin/streamssl: run make venv (or pass VENV=)" >&2; exit 1; }
+	install -d "$(DESTDIR)$(UNITDIR)"
+	for u in $(UNITS); do \
+	  sed -e 's|@STREAMSSL@|$(abspath $(VENV))/bin/streamssl|g' -e 's|@CONFDIR@|$(CONFDIR)|g' "daemons/$$u.in" > "$(DESTDIR)$(UNITDIR)/$$u" && \
+	  chmod 644 "$(DESTDIR)$(UNITDIR)/$$u" && echo "wrote $(DESTDIR)$(UNITDIR)/$$u"; \
+	done
+	@echo "then: systemctl daemon-reload; configs go in $(CONFDIR)/"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

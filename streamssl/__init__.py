@@ -9,8 +9,8 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
 
 
 def subscribe(*args, **kwargs):
-    """Iterate over embedding frames from a learner; see streamssl.subscriber.subscribe."""
-    from streamssl.subscriber import subscribe as _subscribe
+    """Iterate over embedding frames from a learner; see streamssl.serving.subscriber.subscribe."""
+    from streamssl.serving.subscriber import subscribe as _subscribe
 
     return _subscribe(*args, **kwargs)
 

@@ -46,7 +46,12 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]
     return [*args.overrides, *(f"{field}={value}" for field, value in given if value is not None)]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; with ``command``, that command's module adds its arguments.
+
+    Only the chosen command's module is imported (so ``streamssl capture`` never
+    imports torch); the others parse as bare subcommands, which is all ``--help`` needs.
+    """
     parser = argparse.ArgumentParser(prog="streamssl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"streamssl {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -54,18 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    # Let only the chosen command's module add its arguments (so `streamssl capture`
-    # never imports torch); find the command name before argparse sees --help.
-    command = next((a for a in argv if a in COMMANDS), None)
-    if command is not None:
-        module = importlib.import_module(COMMANDS[command][0])
-        module.add_arguments(parser._subparsers._group_actions[0].choices[command])  # noqa: SLF001
+    # The command name is found before argparse sees --help, so the chosen command's
+    # own arguments are there for its --help too.
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from streamssl.wire import MAX_CHANNELS, stream_id_problem
+
 ENDPOINT_RE = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})|ipc://.+|inproc://.+)$")
 SOURCE_KINDS = ("mic", "file", "ffmpeg", "stdin", "speech", "synth")
+SOURCE_SPECS = "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
 
 
 class ConfigError(ValueError):
@@ -58,15 +61,33 @@ def endpoint(v: str) -> str | None:
     return None
 
 
-def source_spec(v: str) -> str | None:
-    kind = v.split(":", 1)[0]
+def source_spec_problem(spec: str) -> str | None:
+    """Why ``spec`` names no source, or None. The one home of the source-spec rules:
+    the config check below and ``parse_source_spec`` (used by ``open_source``) both ask here."""
+    kind, _, arg = spec.partition(":")
     if kind not in SOURCE_KINDS:
-        return f"unknown source {kind!r}; allowed: mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
-    if kind in ("file", "ffmpeg") and not v[len(kind) + 1 :]:
-        return f"{kind}: needs a path or URL, e.g. {kind}:/path/to/audio.wav"
-    if kind == "file" and not Path(v[5:]).expanduser().is_file():
-        return f"file {v[5:]!r} does not exist"
+        return f"unknown source {kind!r}; allowed: {SOURCE_SPECS}"
+    if kind in ("file", "ffmpeg") and not arg:
+        return f"{kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav"
+    if kind in ("stdin", "speech", "synth") and arg:
+        return f"{kind} takes no argument"
     return None
+
+
+def parse_source_spec(spec: str) -> tuple[str, str]:
+    """``"file:/a.wav"`` -> ``("file", "/a.wav")``; ``"mic"`` -> ``("mic", "")``; ConfigError if invalid."""
+    problem = source_spec_problem(spec)
+    if problem:
+        raise ConfigError(f"capture.source = {spec!r}: {problem}")
+    kind, _, arg = spec.partition(":")
+    return kind, arg
+
+
+def source_spec(v: str) -> str | None:
+    problem = source_spec_problem(v)
+    if problem is None and v.startswith("file:") and not Path(v[5:]).expanduser().is_file():
+        return f"file {v[5:]!r} does not exist"
+    return problem
 
 
 def existing_file_or_empty(v: str) -> str | None:
@@ -92,8 +113,7 @@ def port(v: int) -> str | None:
 
 
 def stream_id(v: str) -> str | None:
-    raw = v.encode("utf-8")
-    return None if 0 < len(raw) <= 32 and "\x00" not in v else "must be 1..32 UTF-8 bytes"
+    return stream_id_problem(v)  # the header's limit, defined once by the wire format
 
 
 # --- sections ---------------------------------------------------------------------
@@ -122,7 +142,7 @@ class CaptureConfig:
     stream_id: str = _f("default", check=stream_id)
     connect: str = _f("tcp://127.0.0.1:5555", check=endpoint, doc="learner audio endpoint")
     sample_rate: int = _f(16000, check=in_range(8000, 192000))
-    channels: int = _f(1, check=in_range(1, 32))
+    channels: int = _f(1, check=in_range(1, MAX_CHANNELS))
     window_ms: int = _f(500, check=in_range(10, 10000))
     dtype: str = _f("int16", check=one_of("int16", "float32"))
     queue_windows: int = _f(64, check=positive, doc="bound of the queue between source and socket")
@@ -176,7 +196,16 @@ class ObjectiveConfig:
     moco_queue: int = _f(4096, check=positive)
     moco_temperature: float = _f(0.2, check=positive)
     moco_exclude_recent_s: float = _f(5.0, check=non_negative, doc="same-stream keys this recent are not negatives")
-    moco_crop_fraction: float = _f(0.8, check=in_range(0.1, 1.0))
+    moco_crop_fraction: float = _f(0.8, check=in_range(0.1, 1.0), doc="length of each view, as a fraction of learner.window_s")
+    augment: str = _f("channel", check=one_of("channel", "mild"),
+                      doc="channel: own gain, band limit, tilt, coloured noise and log-mixup per view; mild: gain + white noise")
+    mixup_ratio: float = _f(0.4, check=in_range(0.0, 0.9), doc="largest background share of log-mixup-exp (channel views)")
+    apc_target: str = _f("clean", check=one_of("clean", "input"),
+                         doc="clean: APC predicts the un-augmented frames, per-example level removed; input: its own augmented input")
+    cpc_negatives_from: str = _f("sequence", check=one_of("sequence", "batch"),
+                                 doc="sequence: other times of the same example; batch: any frame of the batch")
+    moco_positive: str = _f("adjacent", check=one_of("adjacent", "crop"),
+                            doc="adjacent: the window's crop and the non-overlapping audio just before it; crop: two crops of one window")
 
 
 @dataclass
@@ -193,7 +222,8 @@ class LearnerConfig:
     batch_max: int = _f(32, check=positive, doc="most new windows in one step (adaptive batching)")
     max_backlog: int = _f(256, check=positive, doc="queued windows beyond this are shed oldest-first")
     replay_size: int = _f(512, check=non_negative)
-    replay_policy: str = _f("fifo", check=one_of("fifo", "reservoir"))
+    replay_policy: str = _f("fifo", check=one_of("fifo", "reservoir", "diverse"),
+                            doc="diverse: when full, evict the example most similar (MoCo key) to another one")
     replay_per_step: int = _f(8, check=non_negative)
     optimizer: str = _f("adamw", check=one_of("adamw", "rmsprop"))
     lr: float = _f(1e-3, check=positive)
@@ -211,14 +241,15 @@ class DriftConfig:
     """Representation drift and collapse monitoring."""
 
     probe_size: int = _f(64, check=non_negative)
-    check_every: int = _f(50, check=positive, doc="updates between probe re-embeddings")
+    check_every: int = _f(50, check=positive, doc="optimizer steps between probe re-embeddings")
     warmup: int = _f(60, check=in_range(2, 100000), doc="observations per signal that fix its scale before detectors run")
     adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0), doc="ADWIN confidence (smaller = fewer alarms, later)")
     adwin_clock: int = _f(4, check=in_range(1, 1024), doc="ADWIN tests for a cut every this many observations")
     ph_delta: float = _f(0.75, check=non_negative, doc="Page-Hinkley tolerance, in warm-up standard deviations")
     ph_threshold: float = _f(10.0, check=positive, doc="Page-Hinkley alarm level, in warm-up standard deviations")
     centroid_fading: float = _f(0.02, check=in_range(1e-6, 1.0), doc="EW rate of the running embedding centroid")
-    spread_window: int = _f(256, check=in_range(2, 100000), doc="recent embeddings the spread (collapse) gauge covers")
+    spread_window: int = _f(256, check=in_range(2, 100000), doc="recent embeddings the spread and effective-rank (collapse) gauges cover")
+    rank_every: int = _f(8, check=positive, doc="embedding batches between effective-rank recomputations (one SVD of spread_window x dim)")
 
 
 SECTIONS: dict[str, type] = {

@@ -9,6 +9,10 @@ zero-copy with ``np.frombuffer``. Embeddings on PUB carry a leading topic frame 
 Nothing here pickles or parses JSON: decoding is a ``struct.unpack`` and a view.
 Every way a message can be wrong raises ``WireError`` with a ``Reason`` that daemons
 use as a metric label.
+
+The rules every side must agree on live here too, each once: ``window_frames`` (how
+many frames a window of ``window_ms`` holds), the PCM scale (``to_pcm16`` /
+``pcm16_to_float``) and the stream id limit (``stream_id_problem``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ _HEADER = struct.Struct("<4sBBBB32sQQqqIIQII")
 HEADER_SIZE = _HEADER.size  # 96
 assert HEADER_SIZE == 96
 
-STREAM_ID_MAX_BYTES = 32
+STREAM_ID_MAX_BYTES = 32  # the header's stream_id field; config.capture.stream_id is checked against it
 MIN_RATE, MAX_RATE = 1_000, 384_000
 MAX_CHANNELS = 32
 MAX_EMBEDDING_DIM = 65_536
@@ -40,6 +44,41 @@ MAX_FLOAT_AMPLITUDE = 1_000.0
 # Window flags set by capture.
 FLAG_INPUT_OVERFLOW = 1 << 0  # the audio device reported an overflow inside this window
 FLAG_AFTER_DROP = 1 << 1  # windows were dropped locally just before this one
+
+
+# --- the rules shared by every side ---------------------------------------------
+
+# PCM convention: float32 full scale [-1, 1) <-> int16 by a factor of 2**15 = 32768, the
+# one AES17/most-codecs use, so int16 -32768 maps to exactly -1.0 and float +1.0 clips
+# to +32767. Every int16<->float conversion in the package goes through these two.
+PCM16_SCALE = 32768.0
+
+
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+    """float samples (nominally [-1, 1]) -> int16: scaled by 32768, rounded, clipped."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float32) * PCM16_SCALE), -32768, 32767).astype(np.int16)
+
+
+def pcm16_to_float(x: np.ndarray) -> np.ndarray:
+    """int16 samples -> float32 in [-1, 1): divided by 32768 (the inverse of ``to_pcm16``)."""
+    return np.asarray(x).astype(np.float32) * np.float32(1.0 / PCM16_SCALE)
+
+
+def window_frames(sample_rate: int, window_ms: int) -> int:
+    """Frames per window: ``sample_rate * window_ms // 1000``, at least 1.
+
+    Integer arithmetic, so capture, the offline embedder and the benchmarks cut the same
+    windows (16 kHz x 500 ms = 8000 frames).
+    """
+    return max(1, int(sample_rate) * int(window_ms) // 1000)
+
+
+def stream_id_problem(stream_id: str) -> str | None:
+    """Why ``stream_id`` cannot go in a header, or None: 1..32 UTF-8 bytes without NUL."""
+    raw = stream_id.encode("utf-8")
+    if not raw or len(raw) > STREAM_ID_MAX_BYTES or b"\x00" in raw:
+        return f"must be 1..{STREAM_ID_MAX_BYTES} UTF-8 bytes without NUL"
+    return None
 
 
 class Kind(enum.IntEnum):
@@ -89,13 +128,10 @@ def _buffer(frame) -> memoryview:
 
 
 def _encode_stream_id(stream_id: str) -> bytes:
-    raw = stream_id.encode("utf-8")
-    if not raw or len(raw) > STREAM_ID_MAX_BYTES or b"\x00" in raw:
-        raise WireError(
-            Reason.STREAM_ID,
-            f"stream_id must be 1..{STREAM_ID_MAX_BYTES} UTF-8 bytes without NUL, got {stream_id!r}",
-        )
-    return raw
+    problem = stream_id_problem(stream_id)
+    if problem:
+        raise WireError(Reason.STREAM_ID, f"stream_id {problem}, got {stream_id!r}")
+    return stream_id.encode("utf-8")
 
 
 def _decode_stream_id(raw: bytes) -> str:
@@ -149,7 +185,7 @@ class AudioWindow:
         """Samples as float32 in [-1, 1], averaged over channels."""
         x = self.samples
         if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
+            x = pcm16_to_float(x)
         return x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0].astype(np.float32, copy=False)
 
 

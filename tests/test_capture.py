@@ -141,12 +141,13 @@ def test_bad_config_is_one_line_and_exit_2(args, field):
     assert field in lines[0]
 
 
-def test_daemon_entry_point_runs_capture(tmp_path):
+def test_installed_entry_point_runs_capture(tmp_path):
+    """What the systemd unit's ExecStart runs (see test_units.py)."""
     endpoint = free_endpoint()
     sock = pull_socket(endpoint)
     try:
         proc = subprocess.run(
-            [sys.executable, str(REPO / "daemons" / "streamssl-capture"), "--source", "synth", "--connect", endpoint,
+            [str(Path(sys.prefix) / "bin" / "streamssl"), "capture", "--source", "synth", "--connect", endpoint,
              "--metrics-port", "0", "--no-realtime", "--max-seconds", "1"],
             capture_output=True, text=True, timeout=30, cwd=REPO,
         )

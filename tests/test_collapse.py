@@ -31,10 +31,10 @@ import pytest
 import torch
 
 from streamssl import config
-from streamssl.drift import DriftMonitor
-from streamssl.espeak import VOICES, synthesize
+from streamssl.observability.drift import DriftMonitor
+from streamssl.capture.espeak import VOICES, synthesize
 from streamssl.learning.learner import OnlineLearner
-from streamssl.metrics import LearnerMetrics
+from streamssl.observability.metrics import LearnerMetrics
 from streamssl.wire import AudioWindow
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,9 +17,10 @@ import torch
 from prometheus_client import CollectorRegistry
 
 from streamssl.config import DriftConfig
-from streamssl.drift import DETECTORS, SIGNALS, DriftMonitor, embedding_spread, input_statistics, linear_cka
-from streamssl.espeak import VOICES, synthesize
-from streamssl.metrics import LearnerMetrics
+from streamssl.observability.drift import DETECTORS, SIGNALS, DriftMonitor, embedding_spread, input_statistics, linear_cka
+from streamssl.observability.signals import effective_rank
+from streamssl.capture.espeak import VOICES, synthesize
+from streamssl.observability.metrics import LearnerMetrics
 
 SR = 16000
 WINDOW = SR // 2  # 500 ms, the capture default
@@ -227,14 +228,19 @@ def test_state_survives_a_weights_only_checkpoint_round_trip(speech):
     assert restored._channels["input_centroid"].mean == pytest.approx(mon._channels["input_centroid"].mean)  # noqa: SLF001
 
 
-def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(speech):
+def small_learner_and_speech(speech):
+    """A random-init one-block learner and 64 windows of speech to embed with it."""
     from streamssl.config import load
     from streamssl.learning.learner import OnlineLearner
 
     cfg = load(overrides=["model.encoder_channels=48", "model.encoder_layers=1", "model.context_dim=32",
                           "features.n_mels=32", "objectives.moco_queue=64"])
-    learner = OnlineLearner(cfg)
     segments = np.stack([speech[i : i + WINDOW] for i in range(0, 64 * WINDOW, WINDOW)]).astype(np.float32)
+    return OnlineLearner(cfg), segments
+
+
+def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(speech):
+    learner, segments = small_learner_and_speech(speech)
     metrics = LearnerMetrics()
     mon = DriftMonitor(DriftConfig(spread_window=64), metrics)
     mon.observe_embeddings(learner.embed_segments(segments))
@@ -254,3 +260,52 @@ def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(sp
     # segment), sampled at different frames by the readout's energy gate: below the alert
     # floor and an order of magnitude below the healthy spread.
     assert collapsed < 0.01 and collapsed < healthy / 10
+
+
+def test_effective_rank_sees_the_dimensional_collapse_the_spread_misses():
+    """Embeddings that vary along one direction only: the spread reads *higher* than healthy ones', the rank ~1."""
+    rng = np.random.default_rng(0)
+    metrics = LearnerMetrics()
+    mon = DriftMonitor(DriftConfig(spread_window=256, rank_every=1), metrics)
+    sample = lambda name: metrics.registry.get_sample_value(f"streamssl_learner_embedding_{name}")  # noqa: E731
+    # Like a real model's: a common component (the normalised rows sit in one cap of the
+    # sphere, spread ~0.05 measured on the test model) plus variation in every direction.
+    healthy = 2.0 * rng.normal(size=64) + rng.normal(size=(256, 64))
+    mon.observe_embeddings(healthy)
+    healthy_spread, healthy_rank = sample("spread"), sample("effective_rank")
+    direction = rng.normal(size=64)
+    one_line = np.outer(rng.normal(size=256), direction) + 0.01 * direction  # all on one line through the origin
+    mon.observe_embeddings(one_line)
+    assert sample("spread") > healthy_spread  # blind: larger on the collapsed model
+    assert sample("effective_rank") < 1.5 < 2 < 0.5 * healthy_rank
+    assert effective_rank(one_line) == pytest.approx(1.0, abs=0.05)
+    assert 1.0 <= effective_rank(np.ones((10, 8))) < 1.01  # complete collapse too
+
+
+def test_effective_rank_falls_when_the_learners_encoder_is_forced_to_one_direction(speech):
+    learner, segments = small_learner_and_speech(speech)
+    metrics = LearnerMetrics()
+    rank = lambda: metrics.registry.get_sample_value("streamssl_learner_embedding_effective_rank")  # noqa: E731
+    mon = DriftMonitor(DriftConfig(spread_window=64, rank_every=1), metrics)
+    mon.observe_embeddings(learner.embed_segments(segments))
+    healthy = rank()
+
+    # The encoder's only block ends in LayerNorm -> ReLU: a one-hot gain lets one channel through,
+    # so every frame the rest of the model sees varies along a single direction.
+    block = learner.core.backbone.encoder.blocks[-1]
+    with torch.no_grad():
+        block.norm.weight.zero_()
+        block.norm.weight[0] = 1.0
+        block.norm.bias.zero_()
+    mon = DriftMonitor(DriftConfig(spread_window=64, rank_every=1), metrics)
+    mon.observe_embeddings(learner.embed_segments(segments))
+    one_direction = rank()
+    with torch.no_grad():
+        block.norm.weight.zero_()
+    mon = DriftMonitor(DriftConfig(spread_window=64, rank_every=1), metrics)
+    mon.observe_embeddings(learner.embed_segments(segments))
+    constant = rank()
+    print(f"effective rank at random init {healthy:.2f}, one encoder direction {one_direction:.2f}, constant {constant:.2f}")
+    assert healthy > 4
+    assert one_direction < 0.5 * healthy
+    assert constant < 1.5

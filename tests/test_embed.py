@@ -18,7 +18,7 @@ from scipy.signal import resample_poly
 
 from streamssl import config
 from streamssl.learning import checkpoint
-from streamssl.espeak import synthesize
+from streamssl.capture.espeak import synthesize
 from streamssl.learning.learner import OnlineLearner
 from support import cut_windows
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from streamssl import wire
-from streamssl.intake import STALE, Intake
-from streamssl.metrics import LearnerMetrics
+from streamssl.serving.intake import STALE, Intake
+from streamssl.observability.metrics import LearnerMetrics
 from streamssl.wire import AudioWindow
 
 

@@ -14,7 +14,7 @@ import zmq
 
 from streamssl import wire
 from streamssl.config import TransportConfig
-from streamssl.subscriber import subscribe
+from streamssl.serving.subscriber import subscribe
 from streamssl.transport import make_socket
 from support import free_endpoint, free_port, metric, scrape, start_streamssl, stop, wait_until
 
@@ -205,6 +205,7 @@ def test_demo_runs_prints_summary_and_writes_plot_and_checkpoint(tmp_path):
     log = Path(proc.log_path).read_text()
     assert rc == 0, log[-3000:]
     assert "streamssl demo summary" in log and "embedding latency p50 / p99" in log
+    assert "loss apc" in log and "loss total" in log  # objective rows, named from the scraped labels
     assert list((out / "checkpoints").glob("*.pt"))
     pngs = list(out.glob("*.png"))
     assert pngs and all(p.stat().st_size > 5000 for p in pngs)

@@ -44,7 +44,7 @@ import numpy as np
 import pytest
 
 from streamssl import config
-from streamssl.espeak import VOICES, SpeechUnavailable, synthesize
+from streamssl.capture.espeak import VOICES, SpeechUnavailable, synthesize
 from streamssl.learning.learner import OnlineLearner
 from streamssl.wire import AudioWindow
 

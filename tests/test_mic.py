@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zmq
 
-from streamssl.espeak import synthesize
+from streamssl.capture.espeak import synthesize
 from streamssl.wire import decode_audio
 from support import free_endpoint, free_port, metric, pull_socket, scrape, start_streamssl, stop, wait_until
 

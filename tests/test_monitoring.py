@@ -1,5 +1,5 @@
 """monitoring/: Prometheus config and rules pass the real promtool, the dashboard is
-generated and up to date, and every query names only metrics that streamssl/metrics.py
+generated and up to date, and every query names only metrics that streamssl/observability/metrics.py
 defines — with every one of those on a panel.
 
 promtool is a required component (Debian package ``prometheus``): a missing promtool
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamssl.metrics import CaptureMetrics, LearnerMetrics
+from streamssl.observability.metrics import CaptureMetrics, LearnerMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 MON = REPO / "monitoring"
@@ -248,5 +248,8 @@ def test_dashboard_threshold_lines_are_the_alert_thresholds():
 
     floor = float(re.search(r"streamssl_learner_embedding_spread < ([0-9.]+)", rules["StreamsslCollapse"]).group(1))
     assert line("Embedding spread (collapse)") == floor
+    rank = float(re.search(r"streamssl_learner_embedding_effective_rank < ([0-9.]+)",
+                           rules["StreamsslDimensionalCollapse"]).group(1))
+    assert line("Embedding effective rank (dimensional collapse)") == rank
     assert f"streamssl_learner_realtime_factor < {line('Real-time factor')}" in rules["StreamsslLearnerBehindRealtime"]
     assert f"> {line('Checkpoint age')}" in rules["StreamsslCheckpointStale"]

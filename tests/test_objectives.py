@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from streamssl import config
 from streamssl.learning.models import ProjectionHead, build_backbone
 from streamssl.learning.objectives import MoCo, apc_loss, cpc_loss, moco_loss, stream_hash
+from streamssl.learning.objectives.cpc import cpc_loss_same_sequence
 
 
 def _logsumexp(v: list[float]) -> float:
@@ -51,6 +52,27 @@ def test_cpc_loss_matches_loop_with_shared_negatives_and_masked_self():
                 terms.append(-pos + _logsumexp([pos, *negs]))
         per_k.append(np.mean(terms))
     got = cpc_loss([torch.tensor(p) for p in preds], torch.tensor(z), torch.tensor(neg_idx))
+    assert math.isclose(float(got), float(np.mean(per_k)), rel_tol=1e-6)
+
+
+def test_same_sequence_cpc_loss_matches_loop_with_own_frames_as_negatives():
+    rng = np.random.default_rng(4)
+    b, t, c, k_steps, n_neg = 3, 7, 4, 2, 4
+    z = rng.standard_normal((b, t, c))
+    preds = [rng.standard_normal((b, t, c)) for _ in range(k_steps)]
+    neg_t = rng.integers(0, t, (k_steps, b, n_neg))
+    neg_t[0, 1, 0] = 1  # the positive of (b=1, t=0, k=1) drawn as a negative: must be masked
+    per_k = []
+    for k in range(1, k_steps + 1):
+        terms = []
+        for i in range(b):
+            for j in range(t - k):
+                p = preds[k - 1][i, j]
+                pos = float(p @ z[i, j + k])
+                negs = [float(p @ z[i, m]) for m in neg_t[k - 1, i] if m != j + k]  # row i's own frames only
+                terms.append(-pos + _logsumexp([pos, *negs]))
+        per_k.append(np.mean(terms))
+    got = cpc_loss_same_sequence([torch.tensor(p) for p in preds], torch.tensor(z), torch.tensor(neg_t))
     assert math.isclose(float(got), float(np.mean(per_k)), rel_tol=1e-6)
 
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from streamssl.report import History, plot
+from streamssl.observability.history import History
+from streamssl.observability.report import plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

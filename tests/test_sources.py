@@ -21,8 +21,9 @@ import soundfile as sf
 import zmq
 
 from streamssl.config import ConfigError
-from streamssl.sources import open_source
-from streamssl.sources.base import StreamResampler, reblock
+from streamssl.capture.sources import open_source
+from streamssl.capture.sources.base import reblock
+from streamssl.capture.resample import StreamResampler
 from streamssl.wire import AudioWindow, decode_audio
 from support import REPO, free_endpoint, log_tail, pull_socket, start_streamssl
 

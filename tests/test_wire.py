@@ -164,3 +164,27 @@ def test_header_layout_is_fixed_little_endian():
     header = _good_audio()[0]
     assert header[:4] == b"SSLW" and header[4] == wire.VERSION
     assert struct.unpack_from("<Q", header, 48)[0] == 3  # seq sits at a fixed offset for other languages
+
+
+def test_pcm16_scale_is_one_convention_both_ways():
+    x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, -2.0], dtype=np.float32)
+    pcm = wire.to_pcm16(x)
+    assert pcm.dtype == np.int16
+    assert pcm.tolist() == [-32768, -16384, 0, 16384, 32767, 32767, -32768]  # x 32768, clipped
+    back = wire.pcm16_to_float(pcm)
+    assert back.dtype == np.float32 and back[0] == -1.0 and back[1] == -0.5
+    i16 = np.arange(-32768, 32768, 7, dtype=np.int16)
+    assert np.array_equal(wire.to_pcm16(wire.pcm16_to_float(i16)), i16)  # exact round trip
+
+
+def test_window_frames_and_stream_id_rule_are_shared_with_config():
+    from streamssl import config
+
+    assert wire.window_frames(16000, 500) == 8000
+    assert wire.window_frames(44100, 10) == 441
+    assert wire.window_frames(8000, 0) == 1
+    too_long = "x" * (wire.STREAM_ID_MAX_BYTES + 1)
+    assert wire.stream_id_problem("x" * wire.STREAM_ID_MAX_BYTES) is None
+    assert wire.stream_id_problem(too_long) and wire.stream_id_problem("")
+    with pytest.raises(config.ConfigError, match="capture.stream_id"):
+        config.load(None, [f"capture.stream_id={too_long}"])

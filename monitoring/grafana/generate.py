@@ -10,7 +10,7 @@ it would pin a pre-release package for what is a list of dicts here).
     python monitoring/grafana/generate.py --check  # exit 1 if the JSON is out of date
 
 ``tests/test_monitoring.py`` runs the check, checks every metric of
-``streamssl/metrics.py`` is on a panel, and ``tests/test_prometheus_e2e.py`` runs every
+``streamssl/observability/metrics.py`` is on a panel, and ``tests/test_prometheus_e2e.py`` runs every
 expression against a real Prometheus.
 """
 
@@ -98,6 +98,11 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
          "Mean per-dimension std of L2-normalised recent embeddings; ~1/sqrt(dim) healthy, near 0 = collapse.", [
              t("streamssl_learner_embedding_spread", "{{instance}}"),
          ]),
+        ("Embedding effective rank (dimensional collapse)", "none", "timeseries",
+         "RankMe effective rank of recent embeddings: how many directions their variance uses. Falls towards 1 "
+         "when the model maps every input onto one line, which the spread panel cannot show.", [
+             t("streamssl_learner_embedding_effective_rank", "{{instance}}"),
+         ]),
         ("Drift detections", "none", "timeseries", "River ADWIN / Page-Hinkley detections by signal and detector.", [
             t(f"sum by (signal, detector) (increase(streamssl_learner_drift_detections_total[{RI}]))",
               "{{signal}} {{detector}}"),
@@ -160,6 +165,7 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
 # tests/test_monitoring.py checks they agree): (base colour, threshold, colour beyond it).
 THRESHOLDS = {
     "Embedding spread (collapse)": ("red", 0.01, "green"),  # StreamsslCollapse floor
+    "Embedding effective rank (dimensional collapse)": ("red", 2, "green"),  # StreamsslDimensionalCollapse
     "Real-time factor": ("red", 1, "green"),  # StreamsslLearnerBehindRealtime
     "Checkpoint age": ("green", 1800, "red"),  # StreamsslCheckpointStale
 }

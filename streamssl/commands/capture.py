@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamssl.capture import run_capture
+    from streamssl.capture.daemon import run_capture
 
     cfg = config.load(args.config or None, flag_overrides(args, _FLAGS))
     return run_capture(cfg)

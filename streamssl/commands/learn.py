@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, flag_overrides(args, FLAGS))
-    from streamssl.learner_daemon import LearnerDaemon, install_signal_handlers
+    from streamssl.serving.daemon import LearnerDaemon, install_signal_handlers
 
     daemon = LearnerDaemon(cfg)
     install_signal_handlers(daemon)

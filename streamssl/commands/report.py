@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from streamssl.config import ConfigError
-from streamssl.report import History, plot
+from streamssl.observability.history import History
+from streamssl.observability.report import plot
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

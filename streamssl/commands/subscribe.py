@@ -7,7 +7,7 @@ import sys
 import time
 
 from streamssl.config import ConfigError
-from streamssl.subscriber import EmbeddingWriter, subscribe
+from streamssl.serving.subscriber import EmbeddingWriter, subscribe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

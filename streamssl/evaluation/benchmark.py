@@ -37,6 +37,7 @@ from typing import Callable
 import numpy as np
 
 from streamssl.config import Config
+from streamssl.wire import to_pcm16, window_frames
 
 # Keys the JSON always carries (the smoke test checks every one is present and finite).
 KEYS = (
@@ -102,7 +103,7 @@ def machine_gemm_gflops(device: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def _window_frames(cfg: Config) -> int:
-    return int(cfg.capture.sample_rate * cfg.capture.window_ms / 1000)
+    return window_frames(cfg.capture.sample_rate, cfg.capture.window_ms)
 
 
 def _send_ours(endpoint: str, n: int, frames: int, rate: int) -> None:
@@ -193,7 +194,7 @@ def speech_windows(cfg: Config, n: int, streams: int = 8, seed: int = 0) -> list
     int16 windows of ``capture.window_ms``, exactly what a capture daemon sends; seq and
     capture time advance per stream as they would live.
     """
-    from streamssl.sources.speech import SpeechSource
+    from streamssl.capture.sources.speech import SpeechSource
     from streamssl.wire import AudioWindow
 
     frames = _window_frames(cfg)
@@ -202,7 +203,7 @@ def speech_windows(cfg: Config, n: int, streams: int = 8, seed: int = 0) -> list
     now = time.time_ns()
     try:
         for i, block in zip(range(n), src):
-            pcm = np.clip(block.samples * 32767, -32768, 32767).astype(np.int16)
+            pcm = to_pcm16(block.samples)
             sid, seq = i % streams, i // streams
             out.append(AudioWindow(f"bench-{sid}", seq, now + int(seq * cfg.capture.window_ms * 1e6),
                                    cfg.capture.sample_rate, pcm, session=1))
@@ -375,7 +376,7 @@ class LatencyResult:
 def _collect(endpoint: str, stream_ids: set[str], warmup_s: float, measure_s: float) -> list[float]:
     """Latencies (ms) of frames from ``stream_ids`` received after every stream has spoken
     and ``warmup_s`` has passed, for ``measure_s`` seconds."""
-    from streamssl.subscriber import subscribe
+    from streamssl.serving.subscriber import subscribe
 
     seen: set[str] = set()
     lat: list[float] = []

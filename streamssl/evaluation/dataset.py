@@ -5,7 +5,7 @@ level is one kind of label (for generated speech: speaker, then word), and the f
 one utterance. A ``labels.json`` at the root names the levels; without it they are
 called ``level1``, ``level2``, ... so any tree of WAV files can be probed.
 
-Speech comes from espeak-ng (``streamssl.espeak``) so that users and CI can rebuild the
+Speech comes from espeak-ng (``streamssl.capture.espeak``) so that users and CI can rebuild the
 same set without downloads: voices are the speakers, a fixed vocabulary gives the
 words, and each repeat varies speaking rate and pitch so that a probe cannot win by
 memorising one waveform per class; level, onset and a noise floor vary too
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from streamssl.espeak import BASE_VOICES, VARIANTS, synthesize
+from streamssl.capture.espeak import BASE_VOICES, VARIANTS, synthesize
 
 # Short, frequent English words: digits plus commands, so word identity is a real
 # phonetic distinction and not a length cue alone.

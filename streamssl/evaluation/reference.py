@@ -25,7 +25,7 @@ REFERENCE_STREAM = "offline-reference"
 
 def recorded_speech(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
     """The first ``seconds`` of ``SpeechSource(seed)``, as fast as espeak-ng makes it."""
-    from streamssl.sources.speech import SpeechSource
+    from streamssl.capture.sources.speech import SpeechSource
 
     block = sample_rate // 2
     need = int(round(seconds * sample_rate))

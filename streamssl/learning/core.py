@@ -6,11 +6,12 @@ already mono float at the feature rate and does the two things the product is ma
 - ``embed_frames``: normalised log-mel of several streams plus their carried backbone
   states -> context frames and new states (no grad, current weights);
 - ``step``: one optimizer step on a batch of fixed-length examples (B, S) with their
-  stream hashes and capture times. One online forward on a mildly augmented view (crop,
-  gain, noise) serves all three objectives — APC and CPC read its frames, MoCo pools it
-  into the query — and only the key view (also masked in time and frequency) runs a
-  second, no-grad pass, so a step costs about one plain training step. A non-finite loss
-  or gradient skips the step and leaves every weight, statistic and buffer as it was.
+  stream hashes and capture times (``streamssl.learning.views`` says what an example
+  holds and which views each objective reads). One online forward on the query view
+  serves all three objectives — APC and CPC read its frames, MoCo pools it into the
+  query — and only MoCo's key view runs a second, no-grad pass, so a step costs about
+  one plain training step. A non-finite loss or gradient skips the step and leaves every
+  weight, statistic and buffer as it was.
 
 ``streamssl.learning.learner.OnlineLearner`` feeds it from live windows; the offline
 reference loop of ``streamssl bench`` feeds it from tensors prepared in advance. Both
@@ -30,12 +31,12 @@ import torch
 from torch import nn
 
 from streamssl.config import Config
-from streamssl.learning.augment import augment_waveform, mask_features
 from streamssl.learning.device import autocast, resolve_device
 from streamssl.learning.features import LogMel, Normaliser
 from streamssl.learning.models import Backbone, BackboneState, ProjectionHead, build_backbone
 from streamssl.learning.objectives import APC, CPC, OBJECTIVES, MoCo
 from streamssl.learning.readout import pool, readout_dim
+from streamssl.learning.views import ViewMaker, key_samples
 
 
 @dataclass
@@ -45,6 +46,7 @@ class StepResult:
     losses: dict[str, float]  # enabled objectives and "total"
     grad_norm: float
     skipped: bool  # non-finite loss or gradient: nothing was changed
+    keys: torch.Tensor | None = None  # (new, P) MoCo keys of the new examples (the diverse replay ranks by them)
 
 
 class LearnerCore:
@@ -62,7 +64,8 @@ class LearnerCore:
             self.backbone: Backbone = build_backbone(cfg)
             self.apc = APC(m.context_dim, f.n_mels, o.apc_shift) if o.apc_weight > 0 else None
             self.cpc = (
-                CPC(m.context_dim, m.encoder_channels, o.cpc_steps, o.cpc_negatives) if o.cpc_weight > 0 else None
+                CPC(m.context_dim, m.encoder_channels, o.cpc_steps, o.cpc_negatives, o.cpc_negatives_from)
+                if o.cpc_weight > 0 else None
             )
             self.projection = ProjectionHead(m.context_dim, m.projection_dim) if o.moco_weight > 0 else None
             self.moco = (
@@ -78,6 +81,9 @@ class LearnerCore:
         else:
             self.optimizer = torch.optim.RMSprop(params, lr=lc.lr, weight_decay=lc.weight_decay)
         self.generator = torch.Generator().manual_seed(lc.seed)  # augmentations, CPC negatives
+        self.window_samples = int(round(lc.window_s * f.sample_rate))
+        self.example_samples = self.window_samples + key_samples(o, self.window_samples)
+        self.views = ViewMaker(o, self.logmel, self.normaliser, self.window_samples)
         self.step_count = 0
         self.skipped_steps = 0
 
@@ -139,20 +145,21 @@ class LearnerCore:
         losses: dict[str, torch.Tensor] = {}
         keys = None
         g = self.generator
-        crop = self.cfg.objectives.moco_crop_fraction
         with torch.no_grad():
-            x = self.features(augment_waveform(audio, crop, g))  # (B, T, F)
-            x_key = mask_features(self.features(augment_waveform(audio, crop, g)), g) if self.moco is not None else None
+            v = self.views(audio, g, with_key=self.moco is not None)
         with autocast(self.device):
-            z, c, _ = self.backbone(x)  # (B, T, C), (B, T, D)
+            z, c, _ = self.backbone(v.query)  # (B, T, C), (B, T, D): one online forward for all three
             if self.apc is not None:
-                losses["apc"] = self.apc(c.float(), x)
+                losses["apc"] = self.apc(c.float(), v.apc_target)
             if self.cpc is not None:
                 losses["cpc"] = self.cpc(c.float(), z.float(), g)
             if self.moco is not None:
                 q = self.moco.query(self.projection, c)  # (B, P)
-                keys = self.moco.keys(x_key)  # (B, P), no grad
-                losses["moco"] = self.moco.in_batch_loss(q, keys) if in_batch_moco else self.moco.loss(q, keys, stream, time_ns)
+                keys = self.moco.keys(v.key)  # (B, P), no grad
+                if in_batch_moco:
+                    losses["moco"] = self.moco.in_batch_loss(q, keys)
+                else:
+                    losses["moco"] = self.moco.loss(q, keys, stream, time_ns, v.pair_valid)
         return losses, keys
 
     def step(self, audio: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor, new: int) -> StepResult:
@@ -163,8 +170,8 @@ class LearnerCore:
         Only new rows' keys enter the MoCo queue: replayed ones are already there.
         """
         saved_norm = {k: v.clone() for k, v in self.normaliser.state_dict().items()}
-        with torch.no_grad():
-            self.normaliser.update(self.logmel(audio[:new]))
+        with torch.no_grad():  # the window part of the new examples (the key segment was seen before)
+            self.normaliser.update(self.logmel(audio[:new, -self.window_samples:]))
         losses, keys = self.losses(audio, stream, time_ns)
         total = sum(self.weights[k] * v for k, v in losses.items())
         values = {k: float(v.detach()) for k, v in losses.items()}
@@ -186,7 +193,7 @@ class LearnerCore:
         if self.moco is not None:
             self.moco.momentum_update(self.backbone, self.projection)
             self.moco.dequeue_and_enqueue(keys[:new], stream[:new], time_ns[:new])
-        return StepResult(values, grad_norm, False)
+        return StepResult(values, grad_norm, False, keys[:new] if keys is not None else None)
 
     @torch.no_grad()
     def evaluate(self, audio: torch.Tensor, seed: int = 0) -> dict[str, float]:

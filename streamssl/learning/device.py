@@ -1,6 +1,6 @@
 """Where the learner runs: CUDA when available (bf16 autocast, cuDNN autotune), else CPU fp32.
 
-bf16 on this project's CPUs is ~100x slower than fp32 (DESIGN.md), so autocast is a CUDA-only thing.
+bf16 on this project's CPUs is ~100x slower than fp32 (ARCHITECTURE.md, "Design decisions"), so autocast is a CUDA-only thing.
 """
 
 from __future__ import annotations

@@ -31,10 +31,10 @@ class WindowRow:
 
 def _windows(audio: np.ndarray, rate: int, stream_id: str, window_ms: int, dtype: str) -> list:
     """(samples,) float32 at ``rate`` -> AudioWindows as a capture would send them."""
-    from streamssl.capture import to_wire_dtype
-    from streamssl.wire import AudioWindow
+    from streamssl.capture.daemon import to_wire_dtype
+    from streamssl.wire import AudioWindow, window_frames
 
-    frames = max(1, rate * window_ms // 1000)  # capture.window_frames
+    frames = window_frames(rate, window_ms)
     out, pos = [], 0
     for seq, start in enumerate(range(0, len(audio), frames)):
         block = audio[start:start + frames]
@@ -56,24 +56,27 @@ def embed_windows(learner, audio: np.ndarray, stream_id: str, window_ms: int, dt
 
 def read_as_capture(path: Path, rate: int, window_ms: int, dtype: str) -> np.ndarray:
     """A file's samples exactly as a ``file:`` capture would deliver them: mono, resampled, wire-quantised."""
-    from streamssl.capture import to_wire_dtype
-    from streamssl.sources.file import FileSource
+    from streamssl.capture.daemon import to_wire_dtype
+    from streamssl.capture.sources.file import FileSource
+    from streamssl.wire import pcm16_to_float, window_frames
 
-    frames = max(1, rate * window_ms // 1000)
+    frames = window_frames(rate, window_ms)
     source = FileSource(str(path), sample_rate=rate, channels=1, block_frames=frames, realtime=False)
     blocks = [block.samples for block in source]
     if not blocks:
         return np.zeros(0, dtype=np.float32)
-    pcm = to_wire_dtype(np.concatenate(blocks), dtype)
-    return pcm[:, 0].astype(np.float32) / (32768.0 if pcm.dtype == np.int16 else 1.0)
+    pcm = to_wire_dtype(np.concatenate(blocks), dtype)[:, 0]
+    return pcm16_to_float(pcm) if pcm.dtype == np.int16 else pcm.astype(np.float32)
 
 
 def embed_file(learner, path: Path, window_ms: int, dtype: str) -> tuple[np.ndarray, list[WindowRow]]:
     """(window embeddings (n, dim), one row each) of one file, as a live capture would produce them."""
+    from streamssl.wire import window_frames
+
     rate = learner.sample_rate
     audio = read_as_capture(path, rate, window_ms, dtype)
     vectors = embed_windows(learner, audio, path.name, window_ms, dtype) if len(audio) else np.zeros((0, learner.dim))
-    frames = max(1, rate * window_ms // 1000)
+    frames = window_frames(rate, window_ms)
     rows = [
         WindowRow(str(path), path.name, seq, start / rate, min(frames, len(audio) - start) / rate)
         for seq, start in enumerate(range(0, len(audio), frames))

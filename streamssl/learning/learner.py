@@ -66,11 +66,12 @@ class OnlineLearner:
         self.device = self.core.device
         self.sample_rate = cfg.features.sample_rate
         self.window_samples = int(round(cfg.learner.window_s * self.sample_rate))
-        self.example_samples = self.window_samples  # samples of one training example (ending at its window)
+        self.example_samples = self.core.example_samples  # one training example: key segment + window
         self.audio_seconds = 0.0  # new audio learned from, all steps (the offline reference regenerates it)
         lc = cfg.learner
         self._rng = np.random.default_rng(lc.seed)  # replay sampling
-        self.replay = ReplayBuffer(lc.replay_size, self.example_samples, lc.replay_policy, self._rng)
+        key_dim = cfg.model.projection_dim if cfg.objectives.moco_weight > 0 else 0
+        self.replay = ReplayBuffer(lc.replay_size, self.example_samples, lc.replay_policy, self._rng, key_dim)
         self._streams: dict[str, StreamState] = {}
 
     # --- read-only views ----------------------------------------------------------
@@ -202,7 +203,8 @@ class OnlineLearner:
         if not result.skipped:
             self.audio_seconds += audio_s
             finite = np.isfinite(new).all(axis=1)
-            self.replay.add(new[finite], new_stream[finite], new_time[finite])
+            keys = result.keys.cpu().numpy()[finite] if result.keys is not None else None
+            self.replay.add(new[finite], new_stream[finite], new_time[finite], keys)
         return StepStats(
             step=self.step, losses=result.losses, batch_size=int(batch.shape[0]), new_windows=len(prepared),
             grad_norm=result.grad_norm, lr=lr, skipped=result.skipped, duration_s=time.perf_counter() - started,

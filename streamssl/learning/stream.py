@@ -52,7 +52,7 @@ class StreamState:
         x = w.mono_float()
         if w.sample_rate != self.rate:
             if self._resampler is None or self._resampler[0] != w.sample_rate:
-                from streamssl.sources.base import StreamResampler
+                from streamssl.capture.resample import StreamResampler
 
                 self._resampler = (w.sample_rate, StreamResampler(w.sample_rate, self.rate, 1))
             x = self._resampler[1].process(x[:, None])[:, 0]

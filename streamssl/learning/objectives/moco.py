@@ -2,12 +2,16 @@
 Representation Learning", CVPR 2020; v2 projection head: Chen et al. 2020), for audio windows.
 
 A query encoder (the learner's own backbone + projection) and a momentum key encoder
-embed two augmented views of the same window; the keys of earlier windows wait in a FIFO
+embed two views; the keys of earlier windows wait in a FIFO
 queue of K slots and serve as negatives:
 
     q = normalize(g_q(view_1)),  k+ = normalize(g_k(view_2)),  queue = {k_1..k_K}
     L_MoCo = -log  exp(q.k+ / tau) / (exp(q.k+ / tau) + sum_{j valid} exp(q.k_j / tau))
     theta_k <- m theta_k + (1 - m) theta_q          (after every optimizer step)
+
+The two views are two *different* segments of one stream close in time (the window and
+the audio just before it, ``streamssl.learning.views``), each through its own random
+channel; a pair that spans a pause is left out of the mean (``valid``).
 
 A live stream's own recent keys are false negatives (the same speaker a second ago), so
 each slot remembers the stream (a 64-bit hash of its id) and capture time of its window,
@@ -43,10 +47,14 @@ def moco_logits(
     return torch.cat([l_pos, l_neg], dim=1) / temperature
 
 
-def moco_loss(q, k, queue, neg_mask, temperature: float) -> torch.Tensor:
-    """InfoNCE with the positive in column 0."""
+def moco_loss(q, k, queue, neg_mask, temperature: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE with the positive in column 0, averaged over the rows whose pair is ``valid`` (all if None)."""
     logits = moco_logits(q.float(), k.float(), queue.float(), neg_mask, temperature)
-    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
+    per_row = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device), reduction="none")
+    if valid is None:
+        return per_row.mean()
+    w = valid.to(per_row.dtype)
+    return (per_row * w).sum() / w.sum().clamp_min(1.0)
 
 
 class MoCo(nn.Module):
@@ -99,9 +107,13 @@ class MoCo(nn.Module):
         recent = (time_ns[:, None] - self.queue_time[None, :]).abs() < self.exclude_ns
         return (same & recent) | ~self.queue_valid[None, :]
 
-    def loss(self, q: torch.Tensor, k: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor) -> torch.Tensor:
-        """q: (B, P) unit queries with grad; k: (B, P) unit keys -> scalar InfoNCE against the queue."""
-        return moco_loss(q, k, self.queue, self.negative_mask(stream, time_ns), self.temperature)
+    def loss(
+        self, q: torch.Tensor, k: torch.Tensor, stream: torch.Tensor, time_ns: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """q: (B, P) unit queries with grad; k: (B, P) unit keys -> scalar InfoNCE against the queue
+        over the rows whose positive pair is ``valid`` (e.g. within one utterance)."""
+        return moco_loss(q, k, self.queue, self.negative_mask(stream, time_ns), self.temperature, valid)
 
     def in_batch_loss(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """InfoNCE with the batch's other keys as negatives: comparable between a fresh and a trained

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # Latency of live audio is tens of ms to seconds, not web-request sized.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-UPDATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
@@ -91,18 +91,19 @@ class LearnerMetrics:
         )
         self.backlog = Gauge("streamssl_learner_backlog_windows", "Windows waiting for the learner", registry=r)
         # learning
-        self.updates = Counter("streamssl_learner_updates", "Optimizer steps taken", registry=r)
+        # "step" in code, "updates" in the metric names (kept for dashboards and alerts)
+        self.steps = Counter("streamssl_learner_updates", "Optimizer steps taken", registry=r)
         self.nonfinite = Counter(
             "streamssl_learner_nonfinite_steps", "Steps skipped because the loss was NaN or Inf", registry=r
         )
         self.loss = Gauge("streamssl_learner_loss", "Last loss value per objective", ["objective"], registry=r)
         self.model_step = Gauge("streamssl_learner_model_step", "Optimizer step of the published model", registry=r)
-        self.update_seconds = Histogram(
-            "streamssl_learner_update_duration_seconds", "Wall time of one update step", buckets=UPDATE_BUCKETS,
+        self.step_seconds = Histogram(
+            "streamssl_learner_update_duration_seconds", "Wall time of one optimizer step", buckets=STEP_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
-            "streamssl_learner_batch_windows", "Windows per update (new + replay)", buckets=BATCH_BUCKETS, registry=r
+            "streamssl_learner_batch_windows", "Windows per optimizer step (new + replay)", buckets=BATCH_BUCKETS, registry=r
         )
         self.rtf = Gauge(
             "streamssl_learner_realtime_factor",
@@ -132,6 +133,11 @@ class LearnerMetrics:
         self.embedding_spread = Gauge(
             "streamssl_learner_embedding_spread",
             "Mean per-dimension std of L2-normalised recent embeddings (near 0 = collapse)", registry=r,
+        )
+        self.embedding_effective_rank = Gauge(
+            "streamssl_learner_embedding_effective_rank",
+            "RankMe effective rank of recent embeddings: directions their variance uses (near 1 = collapse)",
+            registry=r,
         )
         self.memory = Gauge("streamssl_learner_memory_bytes", "Resident memory of the process", registry=r)
         self.device_memory = Gauge(

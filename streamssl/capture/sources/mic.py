@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from streamssl.config import ConfigError
-from streamssl.sources.base import BaseSource, Block, SourceError
+from streamssl.capture.sources.base import BaseSource, Block, SourceError
 
 # Blocks the callback may queue before dropping (at 0.5 s blocks: 16 s of audio).
 QUEUE_BLOCKS = 32

@@ -1,8 +1,10 @@
 """Real speech without data downloads: espeak-ng synthesis resampled by sox.
 
-The speech source (the demo's and the tests' embedded default), the labelled
-evaluation set and the virtual-microphone test all speak through ``synthesize`` so
-that one voice list and one resampling path serve them all.
+The speech source (the demo's and the tests' embedded default), the labelled evaluation
+set and the virtual-microphone test all speak through ``synthesize`` so that one voice
+list and one resampling path serve them all. sox runs without dither (``-D``), so the
+same text, voice and settings give the same samples every time: a seeded speech stream
+can be regenerated exactly (the offline reference of ``streamssl eval`` relies on it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import shutil
 import subprocess
 
 import numpy as np
+
+from streamssl.wire import pcm16_to_float
 
 # eSpeak NG base voices x variants: distinct accents, genders and timbres, all shipped
 # with the espeak-ng-data package (mbrola voices are not).
@@ -36,7 +40,7 @@ def synthesize(
     )
     try:
         raw = subprocess.run(
-            ["sox", "-q", "-t", "wav", "-", "-t", "raw", "-r", str(sample_rate), "-e", "signed", "-b", "16",
+            ["sox", "-q", "-D", "-t", "wav", "-", "-t", "raw", "-r", str(sample_rate), "-e", "signed", "-b", "16",
              "-c", "1", "-"],
             stdin=speak.stdout, capture_output=True, check=True, timeout=30,
         ).stdout
@@ -47,4 +51,4 @@ def synthesize(
         err = speak.stderr.read().decode(errors="replace").strip()
         if speak.wait(timeout=30) != 0:
             raise SpeechUnavailable(f"espeak-ng failed for voice {voice!r}: {err}")
-    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    return pcm16_to_float(np.frombuffer(raw, dtype="<i2"))

@@ -40,10 +40,11 @@ import zmq
 
 from streamssl import __version__
 from streamssl.config import Config, ConfigError
-from streamssl.metrics import CaptureMetrics, serve
-from streamssl.sources import Source, SourceError, open_source, parse_spec
+from streamssl.observability.metrics import CaptureMetrics, serve
+from streamssl.capture.sources import Source, SourceError, open_source, parse_spec
 from streamssl.transport import make_socket
-from streamssl.wire import FLAG_AFTER_DROP, FLAG_INPUT_OVERFLOW, AudioWindow, encode_audio
+from streamssl.wire import FLAG_AFTER_DROP, FLAG_INPUT_OVERFLOW, AudioWindow, encode_audio, to_pcm16
+from streamssl.wire import window_frames as wire_window_frames
 
 log = logging.getLogger("streamssl.capture")
 
@@ -53,15 +54,15 @@ LOSSLESS_LINGER_MS = 10_000
 
 
 def window_frames(cfg: Config) -> int:
-    """Frames per window: ``sample_rate * window_ms / 1000`` (at least 1)."""
-    return max(1, cfg.capture.sample_rate * cfg.capture.window_ms // 1000)
+    """Frames per window of this capture (``wire.window_frames`` of its rate and length)."""
+    return wire_window_frames(cfg.capture.sample_rate, cfg.capture.window_ms)
 
 
 def to_wire_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 [-1, 1] -> the configured wire dtype (int16 is scaled by 32768 and clipped)."""
+    """float32 [-1, 1] -> the configured wire dtype (int16 by ``wire.to_pcm16``)."""
     if dtype == "float32":
         return np.ascontiguousarray(x, dtype=np.float32)
-    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
+    return to_pcm16(x)
 
 
 def source_factory(cfg: Config) -> Callable[[], Source]:

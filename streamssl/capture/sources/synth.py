@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from streamssl.sources.base import BaseSource, Block
+from streamssl.capture.sources.base import BaseSource, Block
 
 
 class SynthSource(BaseSource):

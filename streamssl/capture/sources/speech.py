@@ -1,7 +1,7 @@
 """``speech``: an endless stream of spoken sentences, the embedded default source.
 
 Real speech without downloading a data set: random sentences from a built-in
-vocabulary spoken by espeak-ng (``streamssl.espeak.synthesize``) with a random voice,
+vocabulary spoken by espeak-ng (``streamssl.capture.espeak.synthesize``) with a random voice,
 speaking rate, pitch and loudness per utterance, separated by pauses of varying length
 with a faint noise floor (true digital silence never comes out of a microphone). The
 stream is seeded, so tests and benchmarks see the same audio for the same seed.
@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from streamssl.config import ConfigError
-from streamssl.espeak import VOICES, SpeechUnavailable, synthesize
-from streamssl.sources.base import BaseSource, Block, SourceError
+from streamssl.capture.espeak import VOICES, SpeechUnavailable, synthesize
+from streamssl.capture.sources.base import BaseSource, Block, SourceError
 
 WORDS = tuple(
     """

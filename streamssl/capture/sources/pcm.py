@@ -6,6 +6,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from streamssl.wire import pcm16_to_float
+
 
 def read_exact(stream: BinaryIO, n_bytes: int) -> bytes:
     """Read up to ``n_bytes``, returning fewer only at end of stream."""
@@ -23,5 +25,4 @@ def read_exact(stream: BinaryIO, n_bytes: int) -> bytes:
 def s16le_to_float(raw: bytes, channels: int) -> np.ndarray:
     """Whole frames of interleaved s16le as float32 (frames, channels) in [-1, 1)."""
     usable = len(raw) // (2 * channels) * 2 * channels
-    x = np.frombuffer(raw[:usable], dtype="<i2").reshape(-1, channels)
-    return x.astype(np.float32) * np.float32(1.0 / 32768.0)
+    return pcm16_to_float(np.frombuffer(raw[:usable], dtype="<i2").reshape(-1, channels))

@@ -20,8 +20,8 @@ from typing import Iterator
 
 from streamssl.config import ConfigError
 from streamssl.procs import terminate
-from streamssl.sources.base import BaseSource, Block, SourceError
-from streamssl.sources.pcm import read_exact, s16le_to_float
+from streamssl.capture.sources.base import BaseSource, Block, SourceError
+from streamssl.capture.sources.pcm import read_exact, s16le_to_float
 
 
 class FfmpegSource(BaseSource):

@@ -8,30 +8,16 @@ missing tool) raises ``ConfigError`` here, so the daemon fails at start with one
 failures while running raise ``SourceError``.
 
 Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``speech``,
-``synth``.
+``synth``; their rules live once, in ``config.parse_source_spec`` (re-exported here as
+``parse_spec``), so a config file and ``open_source`` refuse the same specs.
 """
 
 from __future__ import annotations
 
-from streamssl.config import SOURCE_KINDS, ConfigError
-from streamssl.sources.base import BaseSource, Block, Source, SourceError
+from streamssl.capture.sources.base import BaseSource, Block, Source, SourceError
+from streamssl.config import parse_source_spec as parse_spec
 
 __all__ = ["Block", "Source", "SourceError", "BaseSource", "open_source", "parse_spec"]
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``"file:/a.wav"`` -> ``("file", "/a.wav")``; ``"mic"`` -> ``("mic", "")``."""
-    kind, _, arg = spec.partition(":")
-    if kind not in SOURCE_KINDS:
-        raise ConfigError(
-            f"capture.source = {spec!r}: unknown source {kind!r}; allowed: "
-            "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
-        )
-    if kind in ("file", "ffmpeg") and not arg:
-        raise ConfigError(f"capture.source = {spec!r}: {kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav")
-    if kind in ("stdin", "speech", "synth") and arg:
-        raise ConfigError(f"capture.source = {spec!r}: {kind} takes no argument")
-    return kind, arg
 
 
 def open_source(
@@ -48,25 +34,25 @@ def open_source(
     kind, arg = parse_spec(spec)
     common = dict(sample_rate=sample_rate, channels=channels, block_frames=block_frames, realtime=realtime)
     if kind == "mic":
-        from streamssl.sources.mic import MicSource
+        from streamssl.capture.sources.mic import MicSource
 
         return MicSource(arg, **common)
     if kind == "file":
-        from streamssl.sources.file import FileSource
+        from streamssl.capture.sources.file import FileSource
 
         return FileSource(arg, loop=loop, **common)
     if kind == "ffmpeg":
-        from streamssl.sources.ffmpeg import FfmpegSource
+        from streamssl.capture.sources.ffmpeg import FfmpegSource
 
         return FfmpegSource(arg, loop=loop, **common)
     if kind == "stdin":
-        from streamssl.sources.stdin import StdinSource
+        from streamssl.capture.sources.stdin import StdinSource
 
         return StdinSource(**common)
     if kind == "speech":
-        from streamssl.sources.speech import SpeechSource
+        from streamssl.capture.sources.speech import SpeechSource
 
         return SpeechSource(seed=seed, **common)
-    from streamssl.sources.synth import SynthSource
+    from streamssl.capture.sources.synth import SynthSource
 
     return SynthSource(seed=seed, **common)

@@ -1,63 +1,19 @@
-"""A run's history on disk and its plots: loss, drift and throughput over time.
+"""The plots of a run: loss, drift and throughput over time, from its history.
 
-The learner daemon appends one JSON object per second of learning to
-``<checkpoint_dir>/metrics.jsonl`` (``History.append``); ``streamssl report`` and the
-demo turn it into PNGs. JSON lines, not a database: appendable by one writer, readable
-while it grows, and a torn last line (crash mid-write) is skipped, not fatal.
+``history.py`` writes ``<checkpoint_dir>/metrics.jsonl``; ``streamssl report`` and the
+demo turn it into PNGs here (``History`` is re-exported for them).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from pathlib import Path
 
+from streamssl.observability.history import History
+
+__all__ = ["History", "plot"]
+
 log = logging.getLogger(__name__)
-
-
-class History:
-    """Append-only JSON-lines log of learning progress; one record per call, flushed."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a")
-
-    def append(self, record: dict) -> None:
-        """Write ``record`` as one line and flush; NaN/Inf become null (strict JSON)."""
-        try:
-            self._file.write(json.dumps(_finite(record), allow_nan=False) + "\n")
-            self._file.flush()
-        except (OSError, TypeError, ValueError) as exc:  # a full disk or odd value must not stop learning
-            log.error("history %s: %s", self.path, exc)
-
-    def close(self) -> None:
-        self._file.close()
-
-    @staticmethod
-    def read(path: str | Path) -> list[dict]:
-        """Every complete record in the file, in order."""
-        records = []
-        for line in Path(path).read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # torn line from an interrupted write
-        return records
-
-
-def _finite(value):
-    """``value`` with NaN/Inf floats replaced by None and numpy scalars made plain, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()  # numpy / torch scalar
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def plot(records: list[dict], out_dir: str | Path) -> list[Path]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from streamssl import wire
-from streamssl.metrics import LearnerMetrics
+from streamssl.observability.metrics import LearnerMetrics
 from streamssl.wire import AudioWindow, Reason, WireError
 
 log = logging.getLogger(__name__)

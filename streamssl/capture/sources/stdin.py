@@ -11,8 +11,8 @@ import sys
 import time
 from typing import BinaryIO, Iterator
 
-from streamssl.sources.base import BaseSource, Block, SourceError
-from streamssl.sources.pcm import read_exact, s16le_to_float
+from streamssl.capture.sources.base import BaseSource, Block, SourceError
+from streamssl.capture.sources.pcm import read_exact, s16le_to_float
 
 
 class StdinSource(BaseSource):

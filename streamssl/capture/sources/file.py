@@ -15,7 +15,8 @@ import numpy as np
 import soundfile as sf
 
 from streamssl.config import ConfigError
-from streamssl.sources.base import BaseSource, Block, SourceError, StreamResampler, fit_channels
+from streamssl.capture.resample import StreamResampler
+from streamssl.capture.sources.base import BaseSource, Block, SourceError, fit_channels
 
 READ_FRAMES = 16384
 

@@ -1,6 +1,6 @@
 """Drift and collapse monitoring: river detectors on three signals, CKA on a probe set.
 
-What is watched (DESIGN.md, "Drift"):
+What is watched (ARCHITECTURE.md, "Drift and collapse"):
 
 - **input** — per audio window, three statistics from ``input_statistics``: log-energy,
   spectral centroid and the log-energy above 4 kHz (the band where speech and noise
@@ -27,11 +27,15 @@ in standard deviations. ADWIN tests for a cut every ``cfg.adwin_clock`` observat
 (river's default 32 would add up to 16 s of delay at 500 ms windows).
 
 Representation drift is measured directly: the daemon re-embeds a fixed probe set of
-windows every ``cfg.check_every`` updates and ``check_probe`` compares the result with
+windows every ``cfg.check_every`` optimizer steps and ``check_probe`` compares the result with
 the previous check and with the first one by linear CKA (1 = same geometry).
 
-Collapse: ``embedding_spread`` of the recent embeddings (mean per-dimension std of the
-L2-normalised rows) falls towards 0 when every input maps to the same point.
+Collapse: over the last ``cfg.spread_window`` embeddings, ``embedding_spread`` (mean
+per-dimension std of the L2-normalised rows) falls towards 0 when every input maps to
+the same point, and ``effective_rank`` (RankMe) falls towards 1 when the embeddings vary
+along only one or a few directions, which the spread cannot see (see
+``signals.effective_rank``). The rank costs an SVD, so it is recomputed every
+``cfg.rank_every`` embedding batches.
 
 >>> import numpy as np
 >>> from streamssl.config import DriftConfig
@@ -50,27 +54,20 @@ from __future__ import annotations
 import collections
 import logging
 import math
-from typing import Any
 
 import numpy as np
-from river import drift, stats
+from river import stats
 
 from streamssl.config import DriftConfig
-from streamssl.metrics import LearnerMetrics
+from streamssl.observability.detectors import FLOORS, Channel
+from streamssl.observability.metrics import LearnerMetrics
+from streamssl.observability.signals import effective_rank, embedding_spread, input_statistics, linear_cka
+
+__all__ = ["DriftMonitor", "SIGNALS", "DETECTORS", "effective_rank", "embedding_spread", "input_statistics", "linear_cka"]
 
 SIGNALS = ("input", "embedding", "loss")
 DETECTORS = ("adwin", "page_hinkley")
 CKA_REFERENCES = ("previous", "initial")
-HIGH_BAND_HZ = 4000.0
-# Standardisation floors, in each statistic's own unit: below these a warm-up spread is
-# noise of the measurement, not of the signal.
-FLOORS = {
-    "input_log_energy": 1.0,  # dB
-    "input_centroid": 50.0,  # Hz
-    "input_high_band": 1.0,  # dB
-    "embedding": 1e-6,  # distance, in the embedding's own unit
-    "loss": 0.01,  # ratio to the running mean
-}
 # Which detector channels feed which reported signal.
 CHANNELS = {
     "input_log_energy": "input",
@@ -80,124 +77,6 @@ CHANNELS = {
     "loss": "loss",
 }
 LOSS_FADING = 0.1  # running mean the loss is divided by: ~10 steps, so slow learning is no jump
-
-
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA (Kornblith et al. 2019) of two representations of the same n examples.
-
-    ``x`` is (n, d1), ``y`` is (n, d2). With column-centred X and Y,
-    CKA = ||Yᵀ X||²_F / (||Xᵀ X||_F · ||Yᵀ Y||_F): 1 for the same geometry up to
-    rotation and isotropic scale, near 0 for unrelated ones. NaN if either side is
-    constant (no geometry to compare).
-
-    >>> x = np.random.default_rng(0).normal(size=(50, 8))
-    >>> round(linear_cka(x, 3.0 * x @ np.linalg.qr(np.random.default_rng(1).normal(size=(8, 8)))[0]), 6)
-    1.0
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"need (n, d) arrays with the same n, got {x.shape} and {y.shape}")
-    x = x - x.mean(axis=0, keepdims=True)
-    y = y - y.mean(axis=0, keepdims=True)
-    denom = np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)
-    if denom <= 0 or not np.isfinite(denom):
-        return float("nan")
-    return float(np.linalg.norm(y.T @ x) ** 2 / denom)
-
-
-def embedding_spread(emb: np.ndarray) -> float:
-    """Mean per-dimension standard deviation of the L2-normalised rows of ``emb`` (n, d).
-
-    About 1/sqrt(d) for embeddings spread evenly over the sphere, 0 when every row
-    points the same way (collapse).
-
-    >>> round(embedding_spread(np.ones((10, 4))), 6)
-    0.0
-    """
-    emb = np.asarray(emb, dtype=np.float64)
-    if emb.ndim != 2 or emb.shape[0] < 2:
-        return float("nan")
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    unit = emb / np.maximum(norms, 1e-12)
-    return float(unit.std(axis=0).mean())
-
-
-def input_statistics(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """Log-energy (dB re full scale), spectral centroid (Hz) and high-band log-energy of a mono window.
-
-    Keys: ``log_energy_db``, ``spectral_centroid_hz``, ``high_band_db`` (energy above
-    4 kHz, or above half the Nyquist frequency for low sample rates).
-    """
-    x = np.asarray(samples, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        return {"log_energy_db": -100.0, "spectral_centroid_hz": 0.0, "high_band_db": -100.0}
-    power = np.abs(np.fft.rfft(x * np.hanning(x.size))) ** 2
-    freqs = np.fft.rfftfreq(x.size, 1.0 / sample_rate)
-    total = power.sum()
-    centroid = float((power * freqs).sum() / total) if total > 0 else 0.0
-    # Hann window power gain 3/8; scaled so a full-scale sine reads about -3 dB like log-energy.
-    norm = 2.0 / (x.size**2 * 0.375)
-    cut = min(HIGH_BAND_HZ, sample_rate / 4)
-    high = power[freqs >= cut].sum() * norm
-    return {
-        "log_energy_db": float(10 * np.log10(np.mean(x * x) + 1e-10)),
-        "spectral_centroid_hz": centroid,
-        "high_band_db": float(10 * np.log10(high + 1e-10)),
-    }
-
-
-class _Channel:
-    """One scalar signal: warm-up standardisation, then ADWIN and Page-Hinkley on z-scores."""
-
-    def __init__(self, name: str, cfg: DriftConfig):
-        self.name = name
-        self.cfg = cfg
-        self._warm: list[float] = []  # raw values until the scale is fixed
-        self.mean: float | None = None
-        self.std: float | None = None
-        self._detectors = self._make_detectors()
-
-    def _make_detectors(self) -> dict[str, Any]:
-        c = self.cfg
-        return {
-            "adwin": drift.ADWIN(delta=c.adwin_delta, clock=c.adwin_clock),
-            "page_hinkley": drift.PageHinkley(delta=c.ph_delta, threshold=c.ph_threshold, mode="both"),
-        }
-
-    def update(self, value: float) -> tuple[float | None, list[str]]:
-        """Feed one raw value; returns (z-score or None during warm-up, detectors that fired)."""
-        if not math.isfinite(value):
-            return None, []
-        if self.mean is None:
-            self._warm.append(value)
-            if len(self._warm) >= self.cfg.warmup:
-                self._fix_scale()
-            return None, []
-        z = (value - self.mean) / self.std
-        fired = []
-        for name, det in self._detectors.items():
-            det.update(z)
-            if det.drift_detected:
-                fired.append(name)
-        return z, fired
-
-    def _fix_scale(self) -> None:
-        var = stats.Var()
-        for v in self._warm:
-            var.update(v)
-        self.mean = float(np.mean(self._warm))
-        self.std = max(math.sqrt(max(var.get(), 0.0)), FLOORS[self.name])
-        self._warm = []
-
-    def state_dict(self) -> dict:
-        return {"warm": list(self._warm), "mean": self.mean, "std": self.std}
-
-    def load_state_dict(self, sd: dict) -> None:
-        self._warm = [float(v) for v in sd.get("warm", [])]
-        self.mean = None if sd.get("mean") is None else float(sd["mean"])
-        self.std = None if sd.get("std") is None else float(sd["std"])
-        self._detectors = self._make_detectors()
 
 
 class DriftMonitor:
@@ -214,7 +93,7 @@ class DriftMonitor:
         self.cfg = cfg
         self.metrics = metrics
         self.log = log or logging.getLogger(__name__)
-        self._channels = {name: _Channel(name, cfg) for name in CHANNELS}
+        self._channels = {name: Channel(name, cfg, FLOORS[name]) for name in CHANNELS}
         self._centroid: list[stats.EWMean] | None = None
         self._loss_mean = stats.EWMean(LOSS_FADING)
         self._loss_seen = False
@@ -225,6 +104,8 @@ class DriftMonitor:
         self.counts: dict[str, int] = {f"{s}/{d}": 0 for s in SIGNALS for d in DETECTORS}
         self.last_cka: dict[str, float] = {}
         self.spread: float = float("nan")
+        self.effective_rank: float = float("nan")
+        self._batches = 0  # observe_embeddings calls, for cfg.rank_every
         if metrics is not None:
             for s in SIGNALS:
                 for d in DETECTORS:
@@ -234,11 +115,12 @@ class DriftMonitor:
             for ref in CKA_REFERENCES:
                 metrics.cka.labels(ref).set(float("nan"))
             metrics.embedding_spread.set(float("nan"))
+            metrics.embedding_effective_rank.set(float("nan"))
 
     # --- signals ------------------------------------------------------------------
 
     def _feed(self, channel: str, value: float) -> list[str]:
-        z, fired = self._channels[channel].update(value)
+        z, fired = self._channels[channel].observe(value)
         if z is not None and self.metrics is not None:
             self.metrics.drift_signal.labels(channel).set(z)
         signal = CHANNELS[channel]
@@ -262,7 +144,7 @@ class DriftMonitor:
         return sorted(set(found))
 
     def observe_embeddings(self, emb: np.ndarray) -> list[str]:
-        """New embeddings (n, d): distance of each to the running centroid, then the spread gauge."""
+        """New embeddings (n, d): distance of each to the running centroid, then the collapse gauges."""
         emb = np.asarray(emb, dtype=np.float64)
         if emb.ndim == 1:
             emb = emb[None, :]
@@ -280,14 +162,24 @@ class DriftMonitor:
             found += self._feed("embedding", float(np.linalg.norm(row - c)))
             for m, v in zip(self._centroid, row.tolist()):
                 m.update(v)
-        if len(self._recent) >= 2:
-            self.spread = embedding_spread(np.stack(self._recent))
-            if self.metrics is not None:
-                self.metrics.embedding_spread.set(self.spread)
+        self._batches += 1
+        self._refresh_collapse_gauges(rank=(self._batches - 1) % self.cfg.rank_every == 0)
         return sorted(set(found))
 
+    def _refresh_collapse_gauges(self, rank: bool) -> None:
+        if len(self._recent) < 2:
+            return
+        recent = np.stack(self._recent)
+        self.spread = embedding_spread(recent)
+        if rank:
+            self.effective_rank = effective_rank(recent)
+        if self.metrics is not None:
+            self.metrics.embedding_spread.set(self.spread)
+            if rank:
+                self.metrics.embedding_effective_rank.set(self.effective_rank)
+
     def observe_loss(self, loss: float) -> list[str]:
-        """The total loss of one update, relative to its running mean of the last ~10 steps."""
+        """The total loss of one optimizer step, relative to its running mean of the last ~10 steps."""
         loss = float(loss)
         if not math.isfinite(loss):
             return []
@@ -306,9 +198,9 @@ class DriftMonitor:
 
     # --- probe set ----------------------------------------------------------------
 
-    def probe_due(self, update_count: int) -> bool:
-        """True every ``cfg.check_every`` updates (and never at update 0)."""
-        return update_count > 0 and update_count % self.cfg.check_every == 0
+    def probe_due(self, step: int) -> bool:
+        """True every ``cfg.check_every`` optimizer steps (and never at step 0)."""
+        return step > 0 and step % self.cfg.check_every == 0
 
     def check_probe(self, probe_emb: np.ndarray) -> dict[str, float]:
         """Compare the probe set's new embeddings with the previous check and the first one.
@@ -393,6 +285,4 @@ class DriftMonitor:
         if self.metrics is not None:
             for ref_name, value in self.last_cka.items():
                 self.metrics.cka.labels(ref_name).set(value)
-            if len(self._recent) >= 2:
-                self.spread = embedding_spread(np.stack(self._recent))
-                self.metrics.embedding_spread.set(self.spread)
+        self._refresh_collapse_gauges(rank=True)

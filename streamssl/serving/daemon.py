@@ -10,7 +10,6 @@ skipped step, a failed checkpoint write a counted error with the previous one ke
 
 from __future__ import annotations
 
-import collections
 import logging
 import signal
 import threading
@@ -24,15 +23,14 @@ import zmq
 from streamssl import __version__, wire
 from streamssl.learning import checkpoint
 from streamssl.config import Config
-from streamssl.intake import Intake
-from streamssl.metrics import LearnerMetrics, serve
+from streamssl.serving.intake import Intake
+from streamssl.observability.metrics import LearnerMetrics, serve
+from streamssl.observability.probe_set import ProbeSet
+from streamssl.observability.throughput import RealtimeFactor
 from streamssl.transport import make_socket, start_authenticator
 
 log = logging.getLogger(__name__)
 
-RTF_WINDOW_S = 60.0
-HISTORY_EVERY_S = 1.0
-OBJECTIVES = ("apc", "cpc", "moco", "total")
 
 
 class LearnerDaemon:
@@ -42,7 +40,7 @@ class LearnerDaemon:
         import torch  # deferred: the CLI imports this module only for `streamssl learn`
 
         from streamssl.learning.device import resolve_device
-        from streamssl.drift import DriftMonitor
+        from streamssl.observability.drift import DriftMonitor
         from streamssl.learning.learner import OnlineLearner
 
         if cfg.learner.threads:
@@ -54,19 +52,16 @@ class LearnerDaemon:
         self.learner = OnlineLearner(cfg, device=str(device))
         self.drift = DriftMonitor(cfg.drift, self.metrics, log=log)
         self.intake = Intake(self.metrics, cfg.learner.max_backlog, on_new_session=self.learner.reset_stream)
-        self.probe: list[np.ndarray] = []  # fixed windows re-embedded to measure representation drift
+        self.probe = ProbeSet(cfg.drift.probe_size, cfg.features.sample_rate)
+        self.rtf = RealtimeFactor()
         self.checkpoint_dir = Path(cfg.learner.checkpoint_dir) if cfg.learner.checkpoint_dir else None
         self.history = None
         if self.checkpoint_dir:
-            from streamssl.report import History
+            from streamssl.observability.history import HistoryRecorder
 
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             self._resume()
-            self.history = History(self.checkpoint_dir / "metrics.jsonl")
-        self._rtf_log: collections.deque[tuple[float, float, float]] = collections.deque()
-        self._rtf = 0.0  # audio seconds per busy second over the last RTF_WINDOW_S
-        self._pending_losses: dict[str, list[float]] = collections.defaultdict(list)
-        self._last_history = time.monotonic()
+            self.history = HistoryRecorder(self.checkpoint_dir / "metrics.jsonl")
         self._last_checkpoint = time.monotonic()
         self._torch = torch
         self._init_metrics(str(device))
@@ -74,8 +69,10 @@ class LearnerDaemon:
     # --- set-up -------------------------------------------------------------------
 
     def _init_metrics(self, device: str) -> None:
+        from streamssl.learning.objectives import OBJECTIVES
+
         m = self.metrics
-        for name in OBJECTIVES:
+        for name in (*OBJECTIVES, "total"):
             m.loss.labels(name)
         n_params = sum(p.numel() for p in self.learner.parameters())
         m.info.info({
@@ -95,7 +92,7 @@ class LearnerDaemon:
         self.learner.load_state_dict(state["learner"])
         extra = state.get("daemon", {})
         self.intake.load_state_dict(extra.get("streams", {}))
-        self.probe = [p.numpy() for p in extra.get("probe", [])]  # saved as tensors by save_checkpoint
+        self.probe.load(extra.get("probe", []))
         if "drift" in extra:
             self.drift.load_state_dict(extra["drift"])
         self.metrics.checkpoint_timestamp.set(float(state.get("saved_at", time.time())))
@@ -148,9 +145,8 @@ class LearnerDaemon:
             except zmq.Again:
                 return
             window = self.intake.offer(parts)
-            if window is not None and len(self.probe) < self.cfg.drift.probe_size:
-                if window.sample_rate == self.cfg.features.sample_rate:
-                    self.probe.append(window.mono_float().copy())
+            if window is not None:
+                self.probe.offer(window)
 
     def _process(self, batch: list[wire.AudioWindow], pub: zmq.Socket) -> None:
         m = self.metrics
@@ -175,12 +171,13 @@ class LearnerDaemon:
         if stats.skipped:
             m.nonfinite.inc()
         else:
-            m.updates.inc()
+            m.steps.inc()
             for name, value in stats.losses.items():
                 m.loss.labels(name).set(value)
-                self._pending_losses[name].append(value)
+            if self.history is not None:
+                self.history.add_losses(stats.losses)
             self.drift.observe_loss(stats.losses["total"])
-        m.update_seconds.observe(stats.duration_s)
+        m.step_seconds.observe(stats.duration_s)
         m.batch_size.observe(stats.batch_size)
         m.lr.set(stats.lr)
         m.grad_norm.set(stats.grad_norm)
@@ -191,45 +188,20 @@ class LearnerDaemon:
         if frames:
             self.drift.observe_embeddings(np.stack([f.embedding for f in frames]))
         if self.probe and self.drift.probe_due(self.learner.step):
-            self.drift.check_probe(self.learner.embed_segments(self._probe_array()))
-        audio_s = sum(w.duration_s for w in batch)
-        now = time.monotonic()
-        self._rtf_log.append((now, audio_s, busy_s))
-        while self._rtf_log and self._rtf_log[0][0] < now - RTF_WINDOW_S:
-            self._rtf_log.popleft()
-        busy_total = sum(b for _, _, b in self._rtf_log)
-        if busy_total > 0:
-            self._rtf = sum(a for _, a, _ in self._rtf_log) / busy_total
-            m.rtf.set(self._rtf)
-
-    def _probe_array(self) -> np.ndarray:
-        n = min(len(p) for p in self.probe)
-        return np.stack([p[:n] for p in self.probe]).astype(np.float32)
+            self.drift.check_probe(self.learner.embed_segments(self.probe.array()))
+        if self.rtf.observe(sum(w.duration_s for w in batch), busy_s) > 0:
+            m.rtf.set(self.rtf.value)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if self.history is not None and now - self._last_history >= HISTORY_EVERY_S and self._pending_losses:
-            self._write_history()
-            self._last_history = now
+        if self.history is not None and self.history.due(now):
+            self.history.write(self.learner.step, self.rtf.value, self.rtf.audio_seconds, self.drift.last_cka,
+                               self.drift.pop_detections())
         if self.checkpoint_dir and now - self._last_checkpoint >= self.cfg.learner.checkpoint_interval_s:
             self.save_checkpoint()
         self.metrics.observe_process_memory()
         if self._torch.cuda.is_available():
             self.metrics.device_memory.set(self._torch.cuda.memory_allocated())
-
-    def _write_history(self) -> None:
-        cka = self.drift.last_cka
-        self.history.append({
-            "time": time.time(),
-            "step": self.learner.step,
-            "losses": {k: float(np.mean(v)) for k, v in self._pending_losses.items()},
-            "rtf": self._rtf,
-            "audio_seconds": sum(a for _, a, _ in self._rtf_log),
-            "cka_previous": cka.get("previous"),
-            "cka_initial": cka.get("initial"),
-            "detections": self.drift.pop_detections(),
-        })
-        self._pending_losses.clear()
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint now; a failure is counted and logged, never fatal."""
@@ -238,7 +210,7 @@ class LearnerDaemon:
             return None
         extra = {
             "streams": self.intake.state_dict(),
-            "probe": [self._torch.from_numpy(p) for p in self.probe],
+            "probe": self.probe.state(),
             "drift": self.drift.state_dict(),
         }
         try:

@@ -1,0 +1,226 @@
+"""The whole product on loopback in one command (``streamssl demo``).
+
+Starts a learner and a capture on the generated-speech source as real separate
+processes (free ports, so it never collides with a running deployment), subscribes to
+the embeddings in this process, shows live progress read from the daemons' /metrics,
+and at the end (or on Ctrl-C) stops them cleanly, prints a summary, and leaves a
+checkpoint, logs and a loss plot in the output folder it names.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from streamssl import procs
+from streamssl.config import Config
+from streamssl.serving.subscriber import subscribe
+
+
+def default_out_dir() -> Path:
+    """``runs/demo-YYYYmmdd-HHMMSS``: a new folder per run, so runs never mix checkpoints."""
+    return Path(f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+class EmbeddingCounter(threading.Thread):
+    """Subscribes in the background and records each embedding's end-to-end latency."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(daemon=True)
+        self.sub = subscribe(endpoint, timeout=0.5)
+        self.latencies_ms: list[float] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        with self.sub:
+            while not self._stop.is_set():
+                try:
+                    frame = next(self.sub)
+                except TimeoutError:
+                    continue  # quiet learner: keep listening (same socket) until told to stop
+                self.latencies_ms.append((time.time_ns() - frame.capture_ns) / 1e6)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Progress:
+    """What the live display and the summary show, read from both daemons' /metrics."""
+
+    def __init__(self, learner_port: int, capture_port: int):
+        self.ports = learner_port, capture_port
+        self.learner: procs.Samples = {}
+        self.capture: procs.Samples = {}
+        self.first_losses: dict[str, float] = {}
+
+    def refresh(self) -> None:
+        for attr, port in zip(("learner", "capture"), self.ports):
+            try:
+                setattr(self, attr, procs.scrape(port))
+            except OSError:
+                pass  # not up yet, or already gone: keep the last reading
+        if self.value("streamssl_learner_updates_total") > 0:
+            queue_full = self.value("streamssl_learner_moco_queue_fill_ratio") >= 1.0
+            for name in self.objectives():
+                # MoCo's loss is ~0 while its queue holds few negatives: compare from a full queue
+                if name != "moco" or queue_full:
+                    self.first_losses.setdefault(name, self.loss(name))
+
+    def objectives(self) -> list[str]:
+        """The objectives the learner reports a loss for (its ``objective`` labels), ``total`` last."""
+        names = {dict(labels).get("objective") for n, labels in self.learner if n == "streamssl_learner_loss"}
+        names.discard(None)
+        return sorted(names - {"total"}) + (["total"] if "total" in names else [])
+
+    def value(self, name: str, **labels: str) -> float:
+        source = self.capture if name.startswith("streamssl_capture") else self.learner
+        return procs.metric(source, name, **labels)
+
+    def loss(self, name: str) -> float:
+        return self.value("streamssl_learner_loss", objective=name)
+
+    def rows(self, elapsed: float, embeddings: int) -> list[tuple[str, str]]:
+        v = self.value
+        rows = [
+            ("elapsed", f"{elapsed:.1f} s"),
+            ("audio learned", f"{v('streamssl_learner_audio_seconds_total'):.1f} s"),
+            ("windows sent / received", f"{v('streamssl_capture_windows_sent_total'):.0f} / "
+                                        f"{v('streamssl_learner_windows_received_total'):.0f}"),
+            ("windows dropped / shed / missing",
+             f"{v('streamssl_capture_windows_dropped_total'):.0f} / {v('streamssl_learner_windows_shed_total'):.0f}"
+             f" / {v('streamssl_learner_missing_windows_total'):.0f}"),
+            ("model step", f"{v('streamssl_learner_model_step'):.0f}"),
+            ("real-time factor", f"{v('streamssl_learner_realtime_factor'):.1f}x"),
+            ("embeddings received", str(embeddings)),
+        ]
+        for name in self.objectives():
+            if name in self.first_losses:
+                label = "loss moco (from full queue)" if name == "moco" else f"loss {name}"
+                rows.append((label, f"{self.first_losses[name]:.3f} -> {self.loss(name):.3f}"))
+            elif name == "moco" and self.value("streamssl_learner_updates_total") > 0:
+                fill = self.value("streamssl_learner_moco_queue_fill_ratio")
+                rows.append((f"loss moco (queue {fill:.0%} full)", f"{self.loss(name):.3f}"))
+        cka = v("streamssl_learner_probe_cka", reference="initial")
+        rows.append(("probe CKA vs initial", f"{cka:.3f}" if cka == cka else "after the second probe check"))
+        rows.append(("drift detections", f"{v('streamssl_learner_drift_detections_total'):.0f}"))
+        return rows
+
+
+def wait_until_serving(proc, port: int, timeout: float = 120.0) -> None:
+    """Block until the learner answers on /metrics (it binds its sockets just before)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"learner exited with {proc.returncode}:\n{procs.log_tail(proc)}")
+        try:
+            procs.scrape(port)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"learner not serving after {timeout:.0f} s:\n{procs.log_tail(proc)}")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for k, val in rows:
+        table.add_row(k, val)
+    return table
+
+
+def run_demo(
+    cfg: Config, *, config_path: str | None = None, overrides: list[str] = (), seconds: float = 60.0,
+    out: str | Path | None = None, source: str = "speech", live: bool = True,
+) -> int:
+    """Run learner + capture (+ a subscriber here) for ``seconds``; 0 if a checkpoint, a plot and
+    embeddings came out. ``cfg`` is the already validated config behind ``config_path`` + ``overrides``,
+    which the daemons are given again."""
+    out = Path(out) if out else default_out_dir()
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    audio_ep = f"tcp://127.0.0.1:{procs.free_port()}"
+    emb_ep = f"tcp://127.0.0.1:{procs.free_port()}"
+    learner_port, capture_port = procs.free_port(), procs.free_port()
+    common = [*(["--config", config_path] if config_path else []), *(f"--set={o}" for o in overrides)]
+    learner = procs.spawn(
+        ["learn", *common, "--audio-bind", audio_ep, "--embeddings-bind", emb_ep, "--metrics-port", str(learner_port),
+         "--checkpoint-dir", str(ckpt_dir)],
+        out / "learner.log",
+    )
+    wait_until_serving(learner, learner_port)  # else windows captured during its start-up arrive seconds old
+    capture = procs.spawn(
+        ["capture", *common, "--source", source, "--stream-id", cfg.capture.stream_id, "--connect", audio_ep,
+         "--metrics-port", str(capture_port)],
+        out / "capture.log",
+    )
+    counter = EmbeddingCounter(emb_ep)
+    counter.start()
+    progress = Progress(learner_port, capture_port)
+    console.print(f"streamssl demo: learner {audio_ep} -> embeddings {emb_ep}; output in [bold]{out}[/]")
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a terminated demo still stops its daemons
+    started = time.monotonic()
+    try:
+        with Live(console=console, refresh_per_second=2, transient=True, auto_refresh=False) as live:
+            while (elapsed := time.monotonic() - started) < seconds:
+                for name, proc in (("learner", learner), ("capture", capture)):
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}:\n{procs.log_tail(proc)}")
+                progress.refresh()
+                rows = progress.rows(elapsed, len(counter.latencies_ms))
+                if not live:
+                    if int(elapsed) % 10 == 0:
+                        console.print(" | ".join(f"{k}: {v}" for k, v in rows[:7]))
+                else:
+                    live.update(_table("streamssl demo (Ctrl-C ends it)", rows), refresh=True)
+                time.sleep(0.5 if live else 1.0)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        procs.terminate(capture)
+        time.sleep(0.5)  # let the last windows reach the learner before it stops
+        progress.refresh()
+        learner_rc = procs.terminate(learner, timeout=60)
+        counter.stop()
+    elapsed = time.monotonic() - started
+    return _summarise(console, progress, counter, out, ckpt_dir, elapsed, learner_rc, interrupted)
+
+
+def _summarise(console, progress, counter, out, ckpt_dir, elapsed, learner_rc, interrupted) -> int:
+    lat = np.array(counter.latencies_ms) if counter.latencies_ms else np.array([np.nan])
+    rows = progress.rows(elapsed, len(counter.latencies_ms))
+    rows += [
+        ("embedding latency p50 / p99", f"{np.percentile(lat, 50):.1f} / {np.percentile(lat, 99):.1f} ms"),
+        ("subscriber seq gaps", str(counter.sub.gaps)),
+    ]
+    checkpoints = sorted(ckpt_dir.glob("*.pt"))
+    rows.append(("checkpoint", str(checkpoints[-1]) if checkpoints else "none written"))
+    plots: list[Path] = []
+    history = ckpt_dir / "metrics.jsonl"
+    if history.exists():
+        from streamssl.observability.history import History
+        from streamssl.observability.report import plot
+
+        plots = plot(History.read(history), out)
+    rows.append(("plots", ", ".join(str(p) for p in plots) or "none (no updates recorded)"))
+    console.print(_table(f"streamssl demo summary{' (interrupted)' if interrupted else ''}", rows))
+    ok = learner_rc == 0 and bool(checkpoints) and bool(plots) and len(counter.latencies_ms) > 0
+    if not ok:
+        console.print(f"[red]demo incomplete: learner exit {learner_rc}, {len(checkpoints)} checkpoints, "
+                      f"{len(plots)} plots, {len(counter.latencies_ms)} embeddings[/]")
+    return 0 if ok else 1
