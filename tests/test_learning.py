@@ -1,41 +1,38 @@
-"""Learning actually happens: generated speech fed chunk by chunk makes every loss fall.
+"""Learning makes the embedding better than its input and than the untrained network.
 
-Setup: ~150 s of espeak-ng speech (6 voices, 40 sentences, random pauses and levels)
-as ONE live stream, cut into 500 ms windows exactly as the capture would (int16), one
-``update`` per window (small model, all three objectives on), ~300 steps. Held-out
-speech (other voices and sentences) measures the embedding spread before and after.
+A loss can fall by learning a shortcut, so this test judges what a user gets: a linear
+probe on the published readout. Setup:
 
-Thresholds and why:
+* **Training**: the embedded default source, ``SpeechSource(seed=0)`` (espeak-ng, a random
+  voice, rate, pitch and level per sentence, pauses), 300 s as ONE live stream cut into
+  500 ms int16 windows, one ``update`` per window: 600 steps of the small test model with
+  every objective on and the default recipe (channel views, clean APC targets,
+  same-sequence CPC negatives, adjacent MoCo positives).
+* **Probe set**: ``streamssl data speech``'s generator, 8 voices x 8 words x 3 repeats,
+  each utterance through its own random channel (band limit, coloured noise, gain).
+  Word accuracy is scored on *transfer* splits: the probe trains on 4 voices and is
+  tested on the 4 others, 3 split seeds.
+* **Rows**: the trained learner's readout; the same architecture at random init (another
+  seed) reading the same normalised input; pooled log-mel mean+std.
 
-* Training curve, APC and CPC: mean of the last 20 steps < 0.8 x mean of the first 5.
-  Both start at their untrained values (APC: L1 of a random linear head against
-  unit-variance frames; CPC: about log(1 + 16 negatives) = 2.83) and a model that learns
-  anything about speech cuts them by far more than 20 %; step-to-step noise (replay
-  draws, augmentations) is ~10 %, so 20 % between 20-step means is not noise.
-* MoCo has no usable step-0 value on the training curve: the queue starts empty
-  (unwritten slots are masked, so the loss is 0 at step 0) and the loss then *grows*
-  with the number of negatives as the queue fills; by the time it is full (64 steps
-  here) the model has already learned most of the easy positive, so the curve is flat
-  after that. So every loss, MoCo included, is also measured with
-  ``learner.evaluate`` on the same fixed held-out clips (1 s, other voices and
-  sentences) with the same augmentation draws before training and after; MoCo there
-  uses the other clips as negatives (no queue), so both values have the same
-  negatives. Bound: after < 0.8 x before for APC and CPC (generalising to unseen voices,
-  not only fitting the stream); for MoCo after < 0.92 x before. MoCo's bound is looser
-  because its in-batch negatives here are hard: 24 consecutive 1 s clips of 3 voices, so
-  neighbours share speaker and utterance, and the untrained value is already at chance
-  (log 24 = 3.18); measured 3.09 -> 2.67 (-0.43 nats, the positive's softmax mass x1.5).
-  Everything is seeded and runs on one thread, so the values are reproducible.
-* Collapse: per-dimension std of the L2-normalised pooled embeddings of the held-out
-  clips (``embed_segments``), averaged over dimensions, must stay > 0.01 -- the
-  ``StreamsslCollapse`` alert floor (an isotropic 48-d unit vector would give ~0.14; a
-  collapsed model gives ~0) -- and must not fall below half its value at step 0.
+Thresholds, fixed before the run from what the probe's own noise is:
 
-The steps run with one torch thread: on the 2-core CI machine with other tests running
-in parallel, two OpenMP threads spin against each other (~50x slower per step).
+* The split-to-split standard deviation of word accuracy on such sets is 0.03-0.06 for
+  every row, trained or not (it is the probe's noise, not the model's). The rows share
+  the same splits, so the comparison is paired: on *every* seed the trained row must
+  beat both baselines, and its mean must beat the better baseline's mean by >= 0.05 —
+  about one split std, which a lucky draw of 3 paired splits does not produce.
+* Effective rank (RankMe) of the trained embedding on the probe set must stay above half
+  the random-init network's: a model that collapsed onto a few directions (the failure
+  this project had: first PC 77 % of the variance) falls far below that.
+* Speaker accuracy is printed, not asserted: the trained readout does not beat pooled
+  log-mel on speaker yet (see bench/RESULTS.md); a test that claimed it would be false.
+* Training loss: CPC mean of the last 20 steps < 0.8 x the first 5 (it starts at its
+  untrained value, about log(1 + 16 negatives); step noise is ~10 %). APC is printed only:
+  it now predicts clean, level-free frames from a view whose channel it cannot see, so
+  most of its error is irreducible and its curve is flat by design.
 
-Run with ``-s`` to see the curve's start/end values; they are also written to
-/tmp/streamssl-learning-curve.txt.
+Everything is seeded and runs on one torch thread; run with ``-s`` for the table.
 """
 
 from __future__ import annotations
@@ -44,120 +41,65 @@ import numpy as np
 import pytest
 
 from streamssl import config
-from streamssl.capture.espeak import VOICES, SpeechUnavailable, synthesize
+from streamssl.evaluation.dataset import generate_speech
+from streamssl.evaluation.probe import (
+    effective_rank, learner_embedder, linear_probe, pooled_logmel, random_init_like, transfer_split,
+)
+from streamssl.evaluation.reference import recorded_speech
 from streamssl.learning.learner import OnlineLearner
-from streamssl.wire import AudioWindow
+from streamssl.wire import AudioWindow, to_pcm16
+from support import REPO
 
 RATE = 16000
-WINDOW = RATE // 2  # 500 ms, the capture default
-CURVE_FILE = "/tmp/streamssl-learning-curve.txt"
-QUEUE = 64
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.", "She sells sea shells by the sea shore.",
-    "Bright morning light filled the quiet kitchen.", "Please call Stella and ask her to bring these things.",
-    "Six spoons of fresh snow peas and five thick slabs of blue cheese.", "We also need a small plastic snake.",
-    "The river ran cold and clear under the old stone bridge.", "A big toy frog for the kids.",
-    "Numbers like seventeen and forty two are easy to remember.", "The train to the north leaves at half past nine.",
-    "My grandmother grew tomatoes, beans and sweet yellow corn.", "Turn left at the church and walk for ten minutes.",
-    "Thunder rolled across the valley as the storm came closer.", "Could you read the last line once more, slowly?",
-    "The committee will meet again on Thursday afternoon.", "Fresh bread smells wonderful early in the morning.",
-    "He tied the boat to the dock and climbed the ladder.", "Every winter the lake freezes from the edges inward.",
-    "Her violin sang a long, sad note in the empty hall.", "Keep the receipt in case the shoes do not fit.",
-    "The engine coughed twice and then started at last.", "Owls hunt at night and sleep through most of the day.",
-    "Paint the fence white before the rain arrives.", "A thousand tiny stars appeared above the desert.",
-    "Rockets need a great deal of fuel to leave the ground.", "The museum opens at ten and closes at five.",
-    "Wash your hands before you sit down to dinner.", "The children laughed at the clown's enormous shoes.",
-    "Our neighbour plays the drums every Sunday evening.", "Gentle waves washed over the smooth grey pebbles.",
-    "The detective examined the muddy footprints carefully.", "Autumn leaves drifted slowly onto the wet pavement.",
-    "Most cats dislike water, but some enjoy a swim.", "The recipe calls for two cups of flour and an egg.",
-    "Distant bells rang out across the sleeping town.", "Jupiter is the largest planet in our solar system.",
-    "Never leave a candle burning in an empty room.", "The marathon runners crossed the finish line together.",
-    "Heavy snow closed the mountain pass for a week.", "Whisper the password and the door will open.",
-]
-TRAIN_VOICES = [VOICES[i] for i in (0, 11, 19, 26, 34, 4)]  # en-us m1, en-gb f4, scotland f1, ...
-HELD_OUT_VOICES = [VOICES[i] for i in (3, 14, 30)]
-
-
-def _utterances(voices, sentences, seed, seconds):
-    rng = np.random.default_rng(seed)
-    parts, total = [], 0
-    while total < seconds * RATE:
-        x = synthesize(sentences[int(rng.integers(len(sentences)))], voice=voices[int(rng.integers(len(voices)))],
-                       words_per_minute=int(rng.integers(130, 190)), pitch=int(rng.integers(30, 70)))
-        x = x * 10 ** (rng.uniform(-12, 0) / 20)  # speakers are not all equally loud
-        pause = rng.standard_normal(int(rng.uniform(0.1, 0.6) * RATE)) * 10 ** (rng.uniform(-70, -50) / 20)
-        parts += [x, pause.astype(np.float32)]
-        total += len(x) + len(pause)
-    audio = np.concatenate(parts)
-    return np.clip(np.rint(audio * 32768), -32768, 32767).astype(np.int16)
+WINDOW = RATE // 2
+STEPS = 600
+SEEDS = (0, 1, 2)
+MARGIN = 0.05
 
 
 @pytest.fixture(scope="module")
-def speech():
-    try:
-        train = _utterances(TRAIN_VOICES, SENTENCES[:32], seed=1, seconds=150)
-        held = _utterances(HELD_OUT_VOICES, SENTENCES[32:], seed=2, seconds=24)
-    except SpeechUnavailable as exc:  # pragma: no cover - CI installs espeak-ng and sox
-        pytest.skip(str(exc))
-    return train, held
+def probe_set(tmp_path_factory):
+    data = generate_speech(tmp_path_factory.mktemp("probe"), speakers=8, words=8, repeats=3, seed=1, workers=2)
+    return data.load_audio(RATE), np.asarray(data.labels("speaker")), np.asarray(data.labels("word"))
 
 
-def _clips(held: np.ndarray) -> np.ndarray:
-    n = len(held) // RATE
-    return held[: n * RATE].reshape(n, RATE).astype(np.float32) / 32768.0
-
-
-def _spread(learner: OnlineLearner, clips: np.ndarray) -> float:
-    e = learner.embed_segments(clips)
-    e = e / np.linalg.norm(e, axis=1, keepdims=True)
-    return float(e.std(axis=0).mean())
-
-
-def test_every_loss_falls_and_embeddings_do_not_collapse(speech, one_torch_thread):
-    train, held = speech
-    cfg = config.load("tests/configs/small.toml", [f"objectives.moco_queue={QUEUE}"])
-    assert min(cfg.objectives.apc_weight, cfg.objectives.cpc_weight, cfg.objectives.moco_weight) > 0
-    learner = OnlineLearner(cfg, device="cpu")
-    clips = _clips(held)
-    assert learner.window_samples == RATE and len(clips) >= 20
-    spread_0 = _spread(learner, clips)
-    eval_0 = learner.evaluate(clips, seed=0)
-
-    curves: dict[str, list[float]] = {"apc": [], "cpc": [], "moco": [], "total": []}
-    n_windows = len(train) // WINDOW
-    for seq in range(n_windows):
-        pcm = train[seq * WINDOW : (seq + 1) * WINDOW]
-        w = AudioWindow("speech", seq, int((seq + 1) * 0.5e9), RATE, pcm[:, None].copy())
-        stats = learner.update([w])
+def _train() -> tuple[OnlineLearner, dict[str, np.ndarray]]:
+    learner = OnlineLearner(config.load(REPO / "tests" / "configs" / "small.toml"), device="cpu")
+    audio = recorded_speech(0, STEPS * WINDOW / RATE, RATE)
+    curves: dict[str, list[float]] = {"apc": [], "cpc": [], "moco": []}
+    for seq in range(STEPS):
+        pcm = to_pcm16(audio[seq * WINDOW:(seq + 1) * WINDOW, None])
+        stats = learner.update([AudioWindow("speech", seq, (seq + 1) * 500_000_000, RATE, pcm)])
         assert not stats.skipped, f"step {seq} skipped: {stats.losses}"
         for k in curves:
             curves[k].append(stats.losses[k])
-    spread_1 = _spread(learner, clips)
-    eval_1 = learner.evaluate(clips, seed=0)
-    assert learner.step == n_windows >= 280
-    assert learner.queue_fill == 1.0
+    return learner, {k: np.asarray(v) for k, v in curves.items()}
 
-    c = {k: np.asarray(v) for k, v in curves.items()}
-    start = {k: c[k][:5].mean() for k in ("apc", "cpc")}
-    end = {k: c[k][-20:].mean() for k in ("apc", "cpc")}
-    lines = [f"learning: {n_windows} steps, one per 500 ms window ({n_windows / 2:.0f} s of espeak-ng speech, "
-             f"{len(TRAIN_VOICES)} voices), small config, moco_queue={QUEUE}"]
-    for k in ("apc", "cpc", "moco"):
-        a, b = c[k][:5].mean(), c[k][-20:].mean()
-        lines.append(f"  train {k:5s} first-5 {a:.4f}  last-20 {b:.4f}"
-                     + (f"  (queue full at step {QUEUE}: steps {QUEUE}-{QUEUE + 4} {c[k][QUEUE:QUEUE + 5].mean():.4f})"
-                        if k == "moco" else f"  ratio {b / a:.3f}"))
-    for k in ("apc", "cpc", "moco"):
-        lines.append(f"  held-out {k:5s} before {eval_0[k]:.4f}  after {eval_1[k]:.4f}  ratio {eval_1[k] / eval_0[k]:.3f}")
-    lines.append(f"  spread (mean per-dim std of L2-normalised held-out embeddings): {spread_0:.4f} -> {spread_1:.4f}")
-    text = "\n".join(lines)
-    print("\n" + text)
-    with open(CURVE_FILE, "w") as f:
-        f.write(text + "\n")
 
-    for k in start:
-        assert end[k] < 0.8 * start[k], f"training {k} did not fall: {start[k]:.4f} -> {end[k]:.4f}"
-    for k, bound in (("apc", 0.8), ("cpc", 0.8), ("moco", 0.92)):
-        assert eval_1[k] < bound * eval_0[k], f"held-out {k} did not fall: {eval_0[k]:.4f} -> {eval_1[k]:.4f}"
-    assert spread_1 > 0.01, f"embeddings collapsed: spread {spread_1:.4f}"
-    assert spread_1 > spread_0 / 2, f"spread fell from {spread_0:.4f} to {spread_1:.4f}"
+def _scores(x: np.ndarray, labels: np.ndarray, across: np.ndarray) -> np.ndarray:
+    return np.array([linear_probe(x, labels, *transfer_split(across, s), s) for s in SEEDS])
+
+
+def test_trained_embeddings_beat_log_mel_and_random_init_on_unseen_speakers(probe_set, one_torch_thread):
+    audio, speaker, word = probe_set
+    learner, curves = _train()
+    rows = {
+        "trained": learner_embedder(learner)(audio),
+        "random": learner_embedder(random_init_like(learner))(audio),
+        "logmel": pooled_logmel(learner.cfg, audio),
+    }
+    word_acc = {r: _scores(x, word, speaker) for r, x in rows.items()}
+    speaker_acc = {r: _scores(x, speaker, word) for r, x in rows.items()}
+    rank = {r: effective_rank(x) for r, x in rows.items()}
+    print(f"\nlearning: {STEPS} steps on {STEPS // 2} s of streamed speech; probe {len(audio)} utterances, seeds {SEEDS}")
+    for r in rows:
+        print(f"  {r:8s} word {word_acc[r].mean():.3f} ± {word_acc[r].std():.3f} {np.round(word_acc[r], 3)}"
+              f"  speaker {speaker_acc[r].mean():.3f} ± {speaker_acc[r].std():.3f}  eff. rank {rank[r]:.1f}")
+    for k in ("apc", "cpc"):
+        print(f"  train {k}: first-5 {curves[k][:5].mean():.3f} last-20 {curves[k][-20:].mean():.3f}")
+
+    for baseline in ("random", "logmel"):
+        assert (word_acc["trained"] > word_acc[baseline]).all(), f"trained must win every split against {baseline}"
+        assert word_acc["trained"].mean() >= word_acc[baseline].mean() + MARGIN, baseline
+    assert rank["trained"] > 0.5 * rank["random"], f"dimensional collapse: {rank}"
+    assert curves["cpc"][-20:].mean() < 0.8 * curves["cpc"][:5].mean(), "training CPC did not fall"

@@ -24,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from streamssl import config
     from streamssl.evaluation.dataset import load_labelled
-    from streamssl.evaluation.probe import evaluate, learner_embedder, live_embedder, pooled_logmel, print_report
+    from streamssl.evaluation.probe import (
+        evaluate, learner_embedder, live_embedder, pooled_logmel, print_report, random_init_like,
+    )
     from streamssl.learning import checkpoint
     from streamssl.learning.device import resolve_device
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         from streamssl.evaluation.reference import train_reference
 
         rows["offline"] = learner_embedder(train_reference(trained, device=device))
-    rows["random"] = learner_embedder(_random_init(trained, device))
+    rows["random"] = learner_embedder(random_init_like(trained, device))
     rows["logmel"] = lambda audio: pooled_logmel(cfg, audio)
     report = evaluate(
         data, rows, sample_rate=cfg.features.sample_rate, seeds=range(args.seeds),
@@ -61,19 +63,3 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return 0
 
-
-def _random_init(trained, device: str):
-    """The same architecture and config from another seed, never updated, reading the same normalised input.
-
-    It gets the trained learner's input statistics (the normaliser is not learned by
-    gradient, and raw log-mel would be badly scaled for any network), so the row measures
-    what the architecture gives for free, not what bad input scaling takes away.
-    """
-    from dataclasses import replace
-
-    from streamssl.learning.learner import OnlineLearner
-
-    cfg = trained.cfg
-    untrained = OnlineLearner(replace(cfg, learner=replace(cfg.learner, seed=cfg.learner.seed + 1)), device=device)
-    untrained.core.normaliser.load_state_dict(trained.core.normaliser.state_dict())
-    return untrained

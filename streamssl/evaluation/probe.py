@@ -181,6 +181,23 @@ def learner_embedder(learner) -> Embedder:
     return embed
 
 
+def random_init_like(trained, device: str = "cpu"):
+    """The same architecture and config from another seed, never updated, reading the same normalised input.
+
+    It gets the trained learner's input statistics (the normaliser is not learned by
+    gradient, and raw log-mel would be badly scaled for any network), so the row measures
+    what the architecture gives for free, not what bad input scaling takes away.
+    """
+    from dataclasses import replace
+
+    from streamssl.learning.learner import OnlineLearner
+
+    cfg = trained.cfg
+    untrained = OnlineLearner(replace(cfg, learner=replace(cfg.learner, seed=cfg.learner.seed + 1)), device=device)
+    untrained.core.normaliser.load_state_dict(trained.core.normaliser.state_dict())
+    return untrained
+
+
 def live_embedder(learner, window_ms: int, dtype: str = "int16") -> Embedder:
     """Each clip through the live path (``streamssl.learning.files.embed_windows``), window embeddings averaged."""
     from streamssl.learning.files import embed_windows
