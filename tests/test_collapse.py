@@ -6,17 +6,18 @@ through the streaming ``embed`` path the daemon uses (250 ms windows, state carr
 between them), and a ``DriftMonitor`` with a real ``LearnerMetrics`` registry turns the
 embeddings into the gauge, read back from the registry as Prometheus would scrape it.
 
-Collapse is forced by zeroing every weight of the context GRU (input-to-hidden and
-hidden-to-hidden, all layers) and keeping its biases: the gates and the candidate state
-then depend on the biases only, the hidden state converges within a few frames to one
-constant, non-zero vector, and every window's pooled context is that vector whatever
-the audio. (Zeroing only the last encoder convolution would not do: its LayerNorm bias
-and the residual path still pass the input through.)
+Collapse is forced where the input enters: the first encoder convolution's weights are
+zeroed (its bias kept), so its output, and after LayerNorm every later block's, is one
+constant vector whatever the audio; every weight of the context GRU is zeroed too, so its
+hidden state converges within a few frames to one constant, non-zero vector. The readout
+(mean and std of z and c) is then one vector for every window. (Zeroing only the last
+encoder convolution would not do: its residual path still passes the input through.)
 
 The floor is the ``StreamsslCollapse`` alert's threshold, read from the rules file, so
 this test and the alert cannot disagree: 0.01. A healthy spread is about 1/sqrt(dim) for
 embeddings spread evenly over the sphere (0.14 at the test model's 48 dimensions, 0.06
-at the default 256); the untrained small model on speech measures about 0.05.
+at the default 256); with the stats readout (192 dimensions) the untrained small model on
+speech measures about 0.022.
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ def test_spread_gauge_falls_below_the_floor_when_the_model_outputs_a_constant():
     healthy = gauge()
     print(f"spread on speech: {healthy:.4f} (floor {floor}, 1/sqrt(dim) = {learner.dim ** -0.5:.4f})")
     assert healthy == pytest.approx(monitor.spread)
-    assert healthy > 3 * floor, f"speech embeddings should be well spread, got {healthy:.4f}"
+    assert healthy > 2 * floor, f"speech embeddings should be well spread, got {healthy:.4f}"
 
     with torch.no_grad():
-        gru = learner.core.backbone.context.gru
-        for name, p in gru.named_parameters():
+        learner.core.backbone.encoder.blocks[0].conv.weight.zero_()
+        for name, p in learner.core.backbone.context.gru.named_parameters():
             if name.startswith("weight_"):
                 p.zero_()
     # The stream goes on (same stream, state carried): the gauge covers the last

@@ -105,3 +105,24 @@ def test_embed_command_refuses_a_damaged_checkpoint(trained, tmp_path):
     assert r.returncode == 1
     assert "ckpt-000000000009.pt" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_embed_per_file_is_the_readout_over_the_whole_file(trained):
+    d, ckpt = trained
+    a = synthesize("Every file becomes one row of the matrix.", voice="en-gb+m3")
+    b = synthesize("And a second voice gives a second row.", voice="en-us+f2")
+    paths = [d / "pf-a.wav", d / "pf-b.wav"]
+    for path, x in zip(paths, (a, b)):
+        sf.write(path, _int16(x), 16000, subtype="PCM_16")
+    out = d / "per-file.npy"
+    r = _run("--checkpoint", str(ckpt.parent), *map(str, paths), "--out", str(out), "--per-file")
+    assert r.returncode == 0, r.stderr
+    rows = np.load(out)
+    index = json.loads((d / "per-file.index.json").read_text())
+    learner = checkpoint.learner_from_checkpoint(ckpt)
+    assert rows.shape == (2, learner.dim) and index["per_file"] is True
+    assert [row["file"] for row in index["rows"]] == [str(p) for p in paths]
+    for row, path in zip(rows, paths):
+        pcm = sf.read(path, dtype="int16")[0].astype(np.float32) / 32768.0
+        np.testing.assert_allclose(row, learner.embed_segments(pcm[None])[0], rtol=1e-5, atol=1e-5)
+    assert np.abs(rows[0] - rows[1]).max() > 1e-3, "two different files give two different rows"

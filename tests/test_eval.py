@@ -17,7 +17,7 @@ from support import REPO
 
 from streamssl import config
 from streamssl.evaluation.dataset import load_labelled
-from streamssl.evaluation.probe import ROWS, stratified_split
+from streamssl.evaluation.probe import stratified_split, transfer_split
 
 SMALL = REPO / "tests" / "configs" / "small.toml"
 
@@ -62,16 +62,31 @@ def _tiny_checkpoint(directory) -> None:
     checkpoint.save(learner, directory)
 
 
-def test_eval_reports_three_rows_for_both_label_kinds(tmp_path):
+def test_transfer_split_holds_out_whole_values_of_the_other_kind():
+    words = [w for w in "abcdef" for _ in range(3)]
+    train, test = transfer_split(words, seed=1)
+    y = np.array(words)
+    assert not set(y[train]) & set(y[test]), "no word on both sides"
+    assert len(set(y[train])) == 3 and len(train) + len(test) == len(words)
+    assert (transfer_split(words, seed=1)[0] == train).all() and not (transfer_split(words, seed=2)[0] == train).all()
+
+
+def test_eval_reports_every_row_for_both_label_kinds_over_seeds(tmp_path):
     data, ckpt, out = tmp_path / "data", tmp_path / "ckpt", tmp_path / "eval.json"
-    streamssl("data", "speech", "--out", str(data), "--speakers", "3", "--words", "3", "--repeats", "4")
+    streamssl("data", "speech", "--out", str(data), "--speakers", "3", "--words", "4", "--repeats", "2")
     _tiny_checkpoint(ckpt)
-    proc = streamssl("eval", "--checkpoint", str(ckpt), "--data", str(data), "--seed", "0", "--json", str(out))
+    proc = streamssl("eval", "--checkpoint", str(ckpt), "--data", str(data), "--seeds", "3", "--json", str(out))
     report = json.loads(out.read_text())
-    assert report["kinds"] == ["speaker", "word"]
+    assert report["kinds"] == ["speaker", "word"] and report["seeds"] == [0, 1, 2]
+    rows = {"ssl", "live", "random", "logmel"}
     for kind in ("speaker", "word"):
-        assert set(report["accuracy"][kind]) == set(ROWS)
-        assert all(0.0 <= a <= 1.0 for a in report["accuracy"][kind].values())
-    assert all(r["n_classes"] == 3 and r["n_test"] >= 3 for r in report["results"])
-    for title in ("SSL", "log-mel", "random"):
+        assert set(report["accuracy"][kind]) == rows and set(report["accuracy_std"][kind]) == rows
+    assert set(report["effective_rank"]) == rows and all(r > 1.0 for r in report["effective_rank"].values())
+    for r in report["results"]:
+        assert len(r["accuracies"]) == 3 and all(0.0 <= a <= 1.0 for a in r["accuracies"])
+        other = "word" if r["kind"] == "speaker" else "speaker"
+        assert r["split"] == f"transfer across {other}"
+    speaker = next(r for r in report["results"] if r["kind"] == "speaker" and r["row"] == "ssl")
+    assert speaker["n_classes"] == 3 and speaker["n_train"] == speaker["n_test"] == 12  # 2 of 4 words each side
+    for title in ("SSL", "live windows", "log-mel", "random", "eff. rank"):
         assert title in proc.stdout

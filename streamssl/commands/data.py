@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     speech.add_argument("--repeats", type=int, default=10, help="utterances per speaker and word")
     speech.add_argument("--sample-rate", type=int, default=16000)
     speech.add_argument("--seed", type=int, default=0, help="seed for per-utterance rate and pitch")
+    speech.add_argument("--no-channel", action="store_true",
+                        help="no random band limit and coloured noise per utterance (level and white noise only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = generate_speech(
             args.out, speakers=args.speakers, words=args.words, repeats=args.repeats,
-            sample_rate=args.sample_rate, seed=args.seed,
+            sample_rate=args.sample_rate, seed=args.seed, channel=not args.no_channel,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -1,4 +1,4 @@
-"""``streamssl eval``: linear-probe a checkpoint against pooled log-mel and random init."""
+"""``streamssl eval``: linear-probe a checkpoint against its baselines on transfer splits."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from streamssl.config import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or checkpoint directory (newest is used)")
     p.add_argument("--data", required=True, help="labelled set, e.g. from `streamssl data speech`")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, the probe and the random-init model")
+    p.add_argument("--seeds", type=int, default=3, help="split/probe seeds 0..N-1; mean ± std over them (default 3)")
+    p.add_argument("--reference", action="store_true",
+                   help="also train the offline reference: the same model, steps and audio, shuffled examples")
     p.add_argument("--json", dest="json_path", help="write the report here")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     add_config_arguments(p)  # overrides apply on top of the checkpoint's own config
@@ -21,12 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streamssl import config
+    from streamssl.evaluation.dataset import load_labelled
+    from streamssl.evaluation.probe import evaluate, learner_embedder, live_embedder, pooled_logmel, print_report
     from streamssl.learning import checkpoint
     from streamssl.learning.device import resolve_device
-    from streamssl.evaluation.dataset import load_labelled
-    from streamssl.evaluation.probe import evaluate, learner_embedder, pooled_logmel, print_report
-    from streamssl.learning.learner import OnlineLearner
 
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
     try:
         data = load_labelled(args.data)
     except (FileNotFoundError, ValueError) as exc:
@@ -37,20 +40,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, args.overrides) if (args.config or args.overrides) else None
     trained = checkpoint.learner_from_checkpoint(args.checkpoint, device=device, cfg=cfg)
     cfg = trained.cfg
-    # Same architecture and config, a different seed, never updated.
-    random_cfg = config.load(None, [])
-    for section in config.SECTIONS:
-        setattr(random_cfg, section, getattr(cfg, section))
-    random_cfg.learner = type(cfg.learner)(**{**cfg.learner.__dict__, "seed": cfg.learner.seed + 1 + args.seed})
-    untrained = OnlineLearner(random_cfg, device=device)
+    rows = {
+        "ssl": learner_embedder(trained),
+        "live": live_embedder(trained, cfg.capture.window_ms, cfg.capture.dtype),
+    }
+    if args.reference:
+        from streamssl.evaluation.reference import train_reference
+
+        rows["offline"] = learner_embedder(train_reference(trained, device=device))
+    rows["random"] = learner_embedder(_random_init(trained, device))
+    rows["logmel"] = lambda audio: pooled_logmel(cfg, audio)
     report = evaluate(
-        data,
-        {
-            "ssl": learner_embedder(trained),
-            "logmel": lambda audio: pooled_logmel(cfg, audio),
-            "random": learner_embedder(untrained),
-        },
-        sample_rate=cfg.features.sample_rate, seed=args.seed, checkpoint=str(args.checkpoint), model_step=trained.step,
+        data, rows, sample_rate=cfg.features.sample_rate, seeds=range(args.seeds),
+        checkpoint=str(args.checkpoint), model_step=trained.step,
     )
     print_report(report)
     if args.json_path:
@@ -58,3 +60,20 @@ def run(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return 0
+
+
+def _random_init(trained, device: str):
+    """The same architecture and config from another seed, never updated, reading the same normalised input.
+
+    It gets the trained learner's input statistics (the normaliser is not learned by
+    gradient, and raw log-mel would be badly scaled for any network), so the row measures
+    what the architecture gives for free, not what bad input scaling takes away.
+    """
+    from dataclasses import replace
+
+    from streamssl.learning.learner import OnlineLearner
+
+    cfg = trained.cfg
+    untrained = OnlineLearner(replace(cfg, learner=replace(cfg.learner, seed=cfg.learner.seed + 1)), device=device)
+    untrained.core.normaliser.load_state_dict(trained.core.normaliser.state_dict())
+    return untrained

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from streamssl.espeak import BASE_VOICES, VARIANTS, synthesize
+from streamssl.capture.espeak import BASE_VOICES, VARIANTS, synthesize
 
 # Short, frequent English words: digits plus commands, so word identity is a real
 # phonetic distinction and not a length cue alone.
@@ -47,19 +47,36 @@ def speaker_voices(n: int) -> list[str]:
     return [f"{BASE_VOICES[i % len(BASE_VOICES)]}+{VARIANTS[i % len(VARIANTS)]}" for i in range(n)]
 
 
-def degrade(x: np.ndarray, sample_rate: int, *, gain_db: float, snr_db: float, pad_s: float, seed: int) -> np.ndarray:
-    """Level, onset and a white noise floor vary per utterance, as they would from a microphone.
+def degrade(
+    x: np.ndarray, sample_rate: int, *, gain_db: float, snr_db: float, pad_s: float, seed: int, channel: bool = True
+) -> np.ndarray:
+    """Level, onset, a band-limited channel and a coloured noise floor vary per utterance.
 
     Without this, espeak-ng's clean and perfectly repeatable output lets even pooled
     log-mel separate words almost perfectly, and the probe could no longer tell a
-    learned representation from a lucky one.
+    learned representation from a lucky one. With ``channel`` each utterance also passes
+    a random band limit (high-pass 50-400 Hz, low-pass 2-8 kHz) and its noise is white,
+    pink or brown: a speaker must then be recognised through different microphones and
+    rooms, which pooled log-mel statistics alone do poorly (they carry the channel too).
     """
     rng = np.random.default_rng(seed)
     pad = np.zeros(int(pad_s * sample_rate), np.float32)
-    x = np.concatenate([pad, x.astype(np.float32), pad[: len(pad) // 2]]) * np.float32(10 ** (gain_db / 20))
+    x = np.concatenate([pad, x.astype(np.float32), pad[: len(pad) // 2]]).astype(np.float64)
+    n = len(x)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    colour = 0
+    if channel:
+        spec = np.fft.rfft(x)
+        spec[(freqs < rng.uniform(50, 400)) | (freqs > rng.uniform(2000, 8000))] = 0
+        x = np.fft.irfft(spec, n=n)
+        colour = int(rng.integers(0, 3))  # 0 white, 1 pink (1/f power), 2 brown (1/f^2)
+    x = x * 10 ** (gain_db / 20)
+    noise = rng.standard_normal(n)
+    if colour:
+        noise = np.fft.irfft(np.fft.rfft(noise) * np.maximum(freqs, 1.0) ** (-colour / 2), n=n)
+    noise /= float(np.sqrt(np.mean(noise**2))) or 1.0
     speech_rms = float(np.sqrt(np.mean(x**2))) or 1e-4
-    x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(speech_rms / 10 ** (snr_db / 20))
-    return np.clip(x, -1.0, 1.0)
+    return np.clip(x + noise * speech_rms / 10 ** (snr_db / 20), -1.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,7 @@ def generate_speech(
     sample_rate: int = 16000,
     seed: int = 0,
     workers: int = 4,
+    channel: bool = True,
 ) -> LabelledSet:
     """Write ``speakers x words x repeats`` utterances to ``out/<speaker>/<word>/<n>.wav``.
 
@@ -121,14 +139,14 @@ def generate_speech(
         for word in VOCABULARY[:words]:
             for n in range(repeats):
                 wpm, pitch = rng.randint(120, 220), rng.randint(25, 75)
-                gain_db, snr_db, pad_s = rng.uniform(-12, 0), rng.uniform(10, 30), rng.uniform(0, 0.3)
+                gain_db, snr_db, pad_s = rng.uniform(-20, 0), rng.uniform(5, 30), rng.uniform(0, 0.3)
                 jobs.append((root / voice / word / f"{n}.wav", word, voice, wpm, pitch, gain_db, snr_db, pad_s,
                              rng.randrange(2**32)))
 
     def make(job: tuple) -> None:
         path, word, voice, wpm, pitch, gain_db, snr_db, pad_s, noise_seed = job
         x = synthesize(word, voice=voice, sample_rate=sample_rate, words_per_minute=wpm, pitch=pitch)
-        x = degrade(x, sample_rate, gain_db=gain_db, snr_db=snr_db, pad_s=pad_s, seed=noise_seed)
+        x = degrade(x, sample_rate, gain_db=gain_db, snr_db=snr_db, pad_s=pad_s, seed=noise_seed, channel=channel)
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, x, sample_rate, subtype="PCM_16")
 

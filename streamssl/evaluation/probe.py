@@ -1,17 +1,30 @@
 """Linear-probe evaluation: are the learned embeddings linearly useful, and more than free features?
 
-For every label kind of a labelled set (``streamssl.evaluation.dataset``), a logistic regression
-is trained on standardised, frozen, utterance-level features and scored on held-out
-utterances. Three feature extractors are probed identically, on the same split:
+For every label kind of a labelled set (``streamssl.evaluation.dataset``), a logistic
+regression is trained on standardised, frozen, utterance-level features and scored on
+held-out utterances. Feature extractors (rows) are probed identically, on the same splits:
 
-- ``ssl``: the checkpoint's pooled embedding (``OnlineLearner.embed_segments``);
+- ``ssl``: the checkpoint, the project's readout of each utterance (``streamssl.learning.readout``);
+- ``live``: the checkpoint through the live path: each utterance cut into capture
+  windows and streamed through ``OnlineLearner.embed`` as a subscriber would receive it,
+  the window embeddings averaged — what a user of the live stream actually gets;
+- ``offline``: the optional offline reference, the same model trained on the same audio
+  for the same number of steps, but on shuffled examples (``streamssl.evaluation.reference``);
+- ``random``: the same architecture and readout at random initialisation, untrained —
+  separates what training added from what the architecture gives for free;
 - ``logmel``: mean and standard deviation over time of the project's own log-mel
-  front end — what any model must beat to have learned anything;
-- ``random``: the same architecture and config at random initialisation, untrained —
-  separates what training added from what the architecture gives for free.
+  front end — what any model must beat to have learned anything.
 
-The split is stratified per class with a fixed seed, so every class appears on both
-sides and two runs on the same data compare checkpoints, not splits.
+**Transfer splits.** With two label kinds (speaker, word) a probe must generalise across
+the *other* kind: the speaker probe trains on half of the words and is tested on the
+other half, the word probe trains on half of the speakers and is tested on the others.
+A probe that memorised "this voice saying this word" scores nothing there. With one
+label kind the split is stratified per class. Each split seed draws new halves; the
+report gives mean and standard deviation over seeds.
+
+**Effective rank** (RankMe, Garrido et al. 2023) of each row's features over the whole
+set: how many directions the embedding really uses. It needs no labels, so the learner
+also exports it live.
 """
 
 from __future__ import annotations
@@ -22,25 +35,41 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-ROWS = ("ssl", "logmel", "random")
-ROW_TITLES = {"ssl": "SSL embeddings (checkpoint)", "logmel": "mean+std log-mel", "random": "random init (same arch)"}
+ROWS = ("ssl", "live", "offline", "random", "logmel")
+ROW_TITLES = {
+    "ssl": "SSL (checkpoint, readout)",
+    "live": "SSL via live windows",
+    "offline": "offline reference (shuffled)",
+    "random": "random init (same arch)",
+    "logmel": "mean+std log-mel",
+}
 TEST_FRACTION = 0.25
+DEFAULT_SEEDS = (0, 1, 2)
 
 Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 
 @dataclass
 class ProbeResult:
-    """Accuracy of one feature extractor on one label kind."""
+    """Accuracy of one feature extractor on one label kind, over split seeds."""
 
     kind: str
     row: str
-    accuracy: float
+    accuracies: list[float]
     n_train: int
     n_test: int
     n_classes: int
     chance: float
     dim: int
+    split: str  # "transfer across <kind>" or "stratified"
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.accuracies))
 
 
 @dataclass
@@ -49,20 +78,41 @@ class EvalReport:
 
     checkpoint: str
     data: str
-    seed: int
+    seeds: list[int]
     n_utterances: int
     model_step: int
     kinds: list[str]
     results: list[ProbeResult] = field(default_factory=list)
+    effective_rank: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def result(self, kind: str, row: str) -> ProbeResult:
+        return next(r for r in self.results if r.kind == kind and r.row == row)
+
     def accuracy(self, kind: str, row: str) -> float:
-        return next(r.accuracy for r in self.results if r.kind == kind and r.row == row)
+        """Mean accuracy over seeds."""
+        return self.result(kind, row).mean
+
+    def rows(self) -> list[str]:
+        return list(dict.fromkeys(r.row for r in self.results))
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["accuracy"] = {k: {r.row: r.accuracy for r in self.results if r.kind == k} for k in self.kinds}
+        out["accuracy"] = {k: {r.row: r.mean for r in self.results if r.kind == k} for k in self.kinds}
+        out["accuracy_std"] = {k: {r.row: r.std for r in self.results if r.kind == k} for k in self.kinds}
         return out
+
+
+def effective_rank(x: np.ndarray) -> float:
+    """RankMe: exp of the entropy of the normalised singular values of the centred (n, d) matrix."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < 2:
+        return 0.0
+    s = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    if s.sum() <= 0:
+        return 0.0
+    p = s / s.sum() + 1e-12
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def stratified_split(labels: Sequence[str], seed: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +132,17 @@ def stratified_split(labels: Sequence[str], seed: int, test_fraction: float = TE
         test.extend(idx[:n_test])
         train.extend(idx[n_test:])
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(test, dtype=int))
+
+
+def transfer_split(across: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Utterance indices (train, test) with disjoint values of ``across``: half of them train, the rest test."""
+    across = np.asarray(across)
+    values = np.array(sorted(set(across.tolist())))
+    if len(values) < 2:
+        raise ValueError(f"a transfer split needs >= 2 values to hold out, got {len(values)}")
+    held_in = np.random.default_rng(seed).permutation(values)[: len(values) // 2]
+    inside = np.isin(across, held_in)
+    return np.flatnonzero(inside), np.flatnonzero(~inside)
 
 
 def linear_probe(features: np.ndarray, labels: Sequence[str], train: np.ndarray, test: np.ndarray, seed: int) -> float:
@@ -112,7 +173,7 @@ def pooled_logmel(cfg, audio: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def learner_embedder(learner) -> Embedder:
-    """Embed each clip on its own (no padding, so silence never dilutes a short word)."""
+    """Embed each clip on its own, from a fresh state (no padding, so silence never dilutes a short word)."""
 
     def embed(audio: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(learner.embed_segments(x[None, :].astype(np.float32))) for x in audio])
@@ -120,18 +181,42 @@ def learner_embedder(learner) -> Embedder:
     return embed
 
 
+def live_embedder(learner, window_ms: int, dtype: str = "int16") -> Embedder:
+    """Each clip through the live path (``streamssl.learning.files.embed_windows``), window embeddings averaged."""
+    from streamssl.learning.files import embed_windows
+
+    def embed(audio: Sequence[np.ndarray]) -> np.ndarray:
+        rows = []
+        for i, x in enumerate(audio):
+            vectors = embed_windows(learner, x, f"eval-{i}", window_ms, dtype)
+            rows.append(np.mean(vectors, axis=0))
+        return np.stack(rows)
+
+    return embed
+
+
+def _splits(data, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    others = [k for k in data.kinds if k != kind]
+    if others:
+        other = others[0]
+        train, test = transfer_split(data.labels(other), seed)
+        return train, test, f"transfer across {other}"
+    train, test = stratified_split(data.labels(kind), seed)
+    return train, test, "stratified"
+
+
 def evaluate(
     data,
     embedders: dict[str, Embedder],
     *,
     sample_rate: int,
-    seed: int = 0,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     checkpoint: str = "",
     model_step: int = 0,
 ) -> EvalReport:
-    """Probe every label kind of ``data`` (a ``LabelledSet``) with every embedder, on one split per kind."""
+    """Probe every label kind of ``data`` (a ``LabelledSet``) with every embedder, on the same splits per seed."""
     audio = data.load_audio(sample_rate)
-    report = EvalReport(checkpoint, str(data.root), seed, len(audio), model_step, list(data.kinds))
+    report = EvalReport(checkpoint, str(data.root), list(seeds), len(audio), model_step, list(data.kinds))
     features = {}
     for row, embed in embedders.items():
         start = time.perf_counter()
@@ -139,30 +224,37 @@ def evaluate(
         report.seconds[row] = time.perf_counter() - start
         if not np.isfinite(features[row]).all():
             raise ValueError(f"{row} features contain NaN or Inf")
+        report.effective_rank[row] = effective_rank(features[row])
     for kind in data.kinds:
-        labels = data.labels(kind)
-        train, test = stratified_split(labels, seed)
-        n_classes = len(set(np.asarray(labels)[test].tolist()))
+        labels = np.asarray(data.labels(kind))
+        splits = [_splits(data, kind, seed) for seed in seeds]
         for row, x in features.items():
-            acc = linear_probe(x, labels, train, test, seed)
-            report.results.append(ProbeResult(kind, row, acc, len(train), len(test), n_classes, 1.0 / max(n_classes, 1), x.shape[1]))
+            accs = [linear_probe(x, labels, train, test, seed) for seed, (train, test, _) in zip(seeds, splits)]
+            train, test, how = splits[0]
+            n_classes = len(set(labels[test].tolist()))
+            report.results.append(ProbeResult(
+                kind, row, accs, len(train), len(test), n_classes, 1.0 / max(n_classes, 1), x.shape[1], how,
+            ))
     return report
 
 
 def print_report(report: EvalReport) -> None:
-    """A rich table: one row per feature extractor, one column per label kind."""
+    """A rich table: one row per feature extractor, one column per label kind (mean ± std over seeds)."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"linear probe — {report.n_utterances} utterances, step {report.model_step}, seed {report.seed}")
+    table = Table(title=f"linear probe — {report.n_utterances} utterances, step {report.model_step}, "
+                        f"seeds {','.join(map(str, report.seeds))}")
     table.add_column("features")
     table.add_column("dim", justify="right")
     for kind in report.kinds:
-        table.add_column(f"{kind} acc", justify="right")
-    rows = list(dict.fromkeys(r.row for r in report.results))
-    for row in rows:
-        dim = next(r.dim for r in report.results if r.row == row)
-        table.add_row(ROW_TITLES.get(row, row), str(dim), *(f"{report.accuracy(k, row):.3f}" for k in report.kinds))
-    chance = {k: next(r.chance for r in report.results if r.kind == k) for k in report.kinds}
-    table.add_row("chance", "", *(f"{chance[k]:.3f}" for k in report.kinds), style="dim")
-    Console().print(table)
+        how = report.result(kind, report.rows()[0]).split
+        table.add_column(f"{kind} acc\n({how})", justify="right")
+    table.add_column("eff. rank", justify="right")
+    for row in report.rows():
+        r0 = report.result(report.kinds[0], row)
+        cells = [f"{report.result(k, row).mean:.3f} ± {report.result(k, row).std:.3f}" for k in report.kinds]
+        table.add_row(ROW_TITLES.get(row, row), str(r0.dim), *cells, f"{report.effective_rank[row]:.1f}")
+    chance = {k: report.result(k, report.rows()[0]).chance for k in report.kinds}
+    table.add_row("chance", "", *(f"{chance[k]:.3f}" for k in report.kinds), "", style="dim")
+    Console(width=max(120, Console().width)).print(table)

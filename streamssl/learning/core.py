@@ -35,6 +35,7 @@ from streamssl.learning.device import autocast, resolve_device
 from streamssl.learning.features import LogMel, Normaliser
 from streamssl.learning.models import Backbone, BackboneState, ProjectionHead, build_backbone
 from streamssl.learning.objectives import APC, CPC, OBJECTIVES, MoCo
+from streamssl.learning.readout import pool, readout_dim
 
 
 @dataclass
@@ -82,6 +83,12 @@ class LearnerCore:
 
     @property
     def dim(self) -> int:
+        """Length of the published embedding (``readout.pool`` of z and c)."""
+        return readout_dim(self.backbone.z_dim, self.backbone.dim)
+
+    @property
+    def frame_dim(self) -> int:
+        """Length of one context frame c_t (the optional per-frame embeddings)."""
         return self.backbone.dim
 
     def modules(self) -> dict[str, nn.Module]:
@@ -105,23 +112,23 @@ class LearnerCore:
 
     @torch.no_grad()
     def embed_frames(
-        self, x: torch.Tensor, states: list[BackboneState]
-    ) -> tuple[torch.Tensor, list[BackboneState]]:
-        """Normalised log-mel (G, T, F) of G streams with equal ``batch_key`` -> c (G, T, dim), new states."""
-        state = self.backbone.stack_states(states, like=x)
+        self, mel: torch.Tensor, states: list[BackboneState]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[BackboneState]]:
+        """Raw log-mel (G, T, F) of G streams with equal ``batch_key`` -> embeddings (G, dim), c (G, T, frame_dim), new states."""
+        state = self.backbone.stack_states(states, like=mel)
         with autocast(self.device):
-            _, c, state = self.backbone(x, state)
-        return c.float(), self.backbone.split_state(state)
+            z, c, state = self.backbone(self.normaliser(mel), state)
+        return pool(z, c, mel), c.float(), self.backbone.split_state(state)
 
     @torch.no_grad()
     def embed_clips(self, audio: torch.Tensor) -> torch.Tensor:
-        """(n, S) audio, each clip from a fresh state -> pooled embeddings (n, dim)."""
+        """(n, S) audio, each clip from a fresh state -> embeddings (n, dim)."""
         mel = self.logmel(audio)
         if mel.shape[1] == 0:
             return audio.new_zeros(audio.shape[0], self.dim)
         with autocast(self.device):
-            _, c, _ = self.backbone(self.normaliser(mel))
-        return c.float().mean(1)
+            z, c, _ = self.backbone(self.normaliser(mel))
+        return pool(z, c, mel)
 
     # --- learning -----------------------------------------------------------------
 

@@ -8,8 +8,8 @@ buffer. Sockets, batching and shedding live in the learner daemon. Per call:
 - ``embed(windows)``: no grad, current weights, streaming state per stream (the STFT's
   unconsumed samples, the conv caches, the GRU hidden state), so the embeddings of a
   stream cut into windows are those of the whole stream. The published vector is the
-  mean of c_t over the frames this window completed: every frame of the window counts
-  equally, and the GRU state already carries what came before.
+  readout (``streamssl.learning.readout``: energy-gated mean and std of z_t and c_t) over
+  the frames this window completed; the GRU state already carries what came before.
 - ``update(windows)``: one optimizer step on a batch = one fixed-length training example
   per new window (the last ``learner.window_s`` seconds of its stream ending at the
   window, zero-padded at stream start) + ``replay_per_step`` examples from the replay
@@ -66,9 +66,11 @@ class OnlineLearner:
         self.device = self.core.device
         self.sample_rate = cfg.features.sample_rate
         self.window_samples = int(round(cfg.learner.window_s * self.sample_rate))
+        self.example_samples = self.window_samples  # samples of one training example (ending at its window)
+        self.audio_seconds = 0.0  # new audio learned from, all steps (the offline reference regenerates it)
         lc = cfg.learner
         self._rng = np.random.default_rng(lc.seed)  # replay sampling
-        self.replay = ReplayBuffer(lc.replay_size, self.window_samples, lc.replay_policy, self._rng)
+        self.replay = ReplayBuffer(lc.replay_size, self.example_samples, lc.replay_policy, self._rng)
         self._streams: dict[str, StreamState] = {}
 
     # --- read-only views ----------------------------------------------------------
@@ -101,7 +103,7 @@ class OnlineLearner:
     def _stream(self, stream_id: str) -> StreamState:
         st = self._streams.get(stream_id)
         if st is None:
-            st = StreamState(stream_id, self.core.logmel, self.window_samples, self.dim)
+            st = StreamState(stream_id, self.core.logmel, self.example_samples, self.dim)
             self._streams[stream_id] = st
         return st
 
@@ -130,9 +132,8 @@ class OnlineLearner:
         """
         core = self.core
         prepared = self._prepared(windows)
-        pending = [(i, p, core.normaliser(p.stream.mel(p, self.device))) for i, p in enumerate(prepared)]
-        # (index, prepared window, normalised log-mel (T, F))
-        results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (pooled (dim,), frames (T, dim))
+        pending = [(i, p, p.stream.mel(p, self.device)) for i, p in enumerate(prepared)]  # (index, window, raw log-mel (T, F))
+        results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (embedding (dim,), c (T, frame_dim))
         while pending:
             group, deferred, taken, group_key = [], [], set(), None
             for item in pending:
@@ -159,16 +160,16 @@ class OnlineLearner:
 
     def _embed_group(self, group: list, results: dict) -> None:
         """Run one round's windows (distinct streams, equal shapes) through the backbone at once."""
-        x = torch.stack([x for _, _, x in group])  # (G, T, F)
-        if x.shape[1] == 0:  # too short to finish a frame: publish the last context, state unchanged
+        mel = torch.stack([m for _, _, m in group])  # (G, T, F)
+        if mel.shape[1] == 0:  # too short to finish a frame: publish the last embedding, state unchanged
             for i, p, _ in group:
-                results[i] = (p.stream.last, x.new_zeros(0, self.dim))
+                results[i] = (p.stream.last, mel.new_zeros(0, self.core.frame_dim))
             return
-        c, states = self.core.embed_frames(x, [p.stream.backbone for _, p, _ in group])  # (G, T, dim)
-        for (i, p, _), row, state in zip(group, c, states):
+        pooled, c, states = self.core.embed_frames(mel, [p.stream.backbone for _, p, _ in group])
+        for (i, p, _), vec, frames, state in zip(group, pooled, c, states):
             p.stream.backbone = state
-            p.stream.last = row[-1]
-            results[i] = (row.mean(0), row)
+            p.stream.last = vec
+            results[i] = (vec, frames)
 
     @torch.no_grad()
     def embed_segments(self, audio: np.ndarray) -> np.ndarray:
@@ -185,7 +186,7 @@ class OnlineLearner:
         started = time.perf_counter()
         prepared = self._prepared(windows)
         lc = self.cfg.learner
-        new = np.stack([p.stream.example(p, self.window_samples) for p in prepared])
+        new = np.stack([p.stream.example(p, self.example_samples) for p in prepared])
         new_stream = np.array([stream_hash(p.window.stream_id) for p in prepared], dtype=np.int64)
         new_time = np.array([p.window.capture_ns for p in prepared], dtype=np.int64)
         old, old_stream, old_time = self.replay.sample(lc.replay_per_step)
@@ -197,13 +198,15 @@ class OnlineLearner:
             torch.from_numpy(np.concatenate([new_time, old_time])).to(self.device),
             new=len(prepared),
         )
+        audio_s = float(sum(p.window.duration_s for p in prepared))
         if not result.skipped:
+            self.audio_seconds += audio_s
             finite = np.isfinite(new).all(axis=1)
             self.replay.add(new[finite], new_stream[finite], new_time[finite])
         return StepStats(
             step=self.step, losses=result.losses, batch_size=int(batch.shape[0]), new_windows=len(prepared),
             grad_norm=result.grad_norm, lr=lr, skipped=result.skipped, duration_s=time.perf_counter() - started,
-            audio_seconds=float(sum(p.window.duration_s for p in prepared)),
+            audio_seconds=audio_s,
         )
 
     def process(self, windows: Sequence[AudioWindow]) -> tuple[list[EmbeddingFrame], StepStats]:
@@ -231,6 +234,7 @@ class OnlineLearner:
             "replay": self.replay.state_dict(),
             "streams": {sid: st.state_dict() for sid, st in self._streams.items()},
             "replay_rng": _np_state_to_plain(self._rng.bit_generator.state),
+            "audio_seconds": self.audio_seconds,
         }
 
     def load_state_dict(self, sd: dict) -> None:
@@ -241,6 +245,7 @@ class OnlineLearner:
         for sid, s in sd.get("streams", {}).items():
             self._stream(sid).load_state_dict(s, self.device)
         self._rng.bit_generator.state = _np_state_from_plain(sd["replay_rng"])
+        self.audio_seconds = float(sd.get("audio_seconds", 0.0))
 
 
 def _np_state_to_plain(state: dict) -> dict:

@@ -1,0 +1,70 @@
+"""The offline reference: what the same model learns from the same audio when it may shuffle.
+
+A live learner sees each moment of its stream once, in order, and a stream is highly
+correlated (one voice for seconds, one topic for minutes). The reference answers "how
+much does learning online cost?": a fresh learner with the same config and seed, trained
+for the same number of steps with the same batch size on the same audio, but with every
+example drawn at a uniformly random position of the whole recording — decorrelated,
+several passes over the audio (steps x batch examples of ``window_s``, typically many
+times the recording's length). ``streamssl eval --reference`` probes it beside the
+online checkpoint; online / offline is the number to watch.
+
+The audio is regenerated, not stored: the speech source is seeded, so ``capture.seed``
+and the seconds the online learner consumed give back the exact stream it saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from streamssl.config import ConfigError
+
+REFERENCE_STREAM = "offline-reference"
+
+
+def recorded_speech(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
+    """The first ``seconds`` of ``SpeechSource(seed)``, as fast as espeak-ng makes it."""
+    from streamssl.capture.sources.speech import SpeechSource
+
+    block = sample_rate // 2
+    need = int(round(seconds * sample_rate))
+    src = SpeechSource(seed=seed, sample_rate=sample_rate, channels=1, block_frames=block, realtime=False)
+    out, have = [], 0
+    try:
+        for b in src:
+            out.append(b.samples[:, 0])
+            have += b.frames
+            if have >= need:
+                break
+    finally:
+        src.close()
+    return np.concatenate(out)[:need].astype(np.float32)
+
+
+def train_reference(online, device: str = "cpu", seed: int | None = None):
+    """A fresh ``OnlineLearner`` trained offline on shuffled examples of the audio ``online`` saw."""
+    from streamssl.learning.learner import OnlineLearner
+    from streamssl.learning.objectives import stream_hash
+
+    cfg = online.cfg
+    if not cfg.capture.source.startswith("speech"):
+        raise ConfigError(
+            f"--reference: the checkpoint learned from capture.source = {cfg.capture.source!r}; only the seeded "
+            "speech source can be regenerated for an offline reference"
+        )
+    rate = cfg.features.sample_rate
+    audio = recorded_speech(cfg.capture.seed, online.audio_seconds, rate)
+    ref = OnlineLearner(cfg, device=device)
+    n = ref.example_samples
+    if len(audio) <= n:
+        raise ConfigError(f"--reference: the checkpoint learned from {online.audio_seconds:.1f} s, too little to shuffle")
+    rng = np.random.default_rng(cfg.learner.seed if seed is None else seed)
+    batch = 1 + cfg.learner.replay_per_step  # one new window plus replay, as each live step at real-time pace
+    stream = torch.full((batch,), stream_hash(REFERENCE_STREAM), dtype=torch.long, device=ref.device)
+    for _ in range(online.step):
+        starts = rng.integers(0, len(audio) - n, batch)
+        examples = torch.from_numpy(np.stack([audio[s:s + n] for s in starts])).to(ref.device)
+        time_ns = torch.from_numpy(((starts + n) * (1e9 / rate)).astype(np.int64)).to(ref.device)
+        ref.core.step(examples, stream, time_ns, new=1)
+    return ref
