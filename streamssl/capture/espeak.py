@@ -3,6 +3,11 @@
 The speech source (the demo's and the tests' embedded default), the labelled
 evaluation set and the virtual-microphone test all speak through ``synthesize`` so
 that one voice list and one resampling path serve them all.
+
+sox runs with ``-R`` (repeatable): it dithers the 16-bit output, and without ``-R`` the
+dither is seeded from the clock, so the same text would differ in its last bit from run
+to run and the seeded speech source (and the offline reference that regenerates it)
+would not be repeatable.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def synthesize(
     )
     try:
         raw = subprocess.run(
-            ["sox", "-q", "-t", "wav", "-", "-t", "raw", "-r", str(sample_rate), "-e", "signed", "-b", "16",
+            ["sox", "-q", "-R", "-t", "wav", "-", "-t", "raw", "-r", str(sample_rate), "-e", "signed", "-b", "16",
              "-c", "1", "-"],
             stdin=speak.stdout, capture_output=True, check=True, timeout=30,
         ).stdout
