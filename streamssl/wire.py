@@ -48,9 +48,9 @@ FLAG_AFTER_DROP = 1 << 1  # windows were dropped locally just before this one
 
 # --- the rules shared by every side ---------------------------------------------
 
-# PCM convention: float32 full scale [-1, 1) <-> int16 by a factor of 2**15 = 32768, the
-# one AES17/most-codecs use, so int16 -32768 maps to exactly -1.0 and float +1.0 clips
-# to +32767. Every int16<->float conversion in the package goes through these two.
+# PCM convention: float32 full scale [-1, 1) <-> int16 by a factor of 2**15 = 32768 (as
+# libsndfile/soundfile read int16), so int16 -32768 maps to exactly -1.0 and float +1.0
+# clips to +32767. Every int16<->float conversion in the package goes through these two.
 PCM16_SCALE = 32768.0
 
 

@@ -308,4 +308,4 @@ def test_effective_rank_falls_when_the_learners_encoder_is_forced_to_one_directi
     print(f"effective rank at random init {healthy:.2f}, one encoder direction {one_direction:.2f}, constant {constant:.2f}")
     assert healthy > 4
     assert one_direction < 0.5 * healthy
-    assert constant < 1.5
+    assert constant < 2  # the alert's floor; the GRU's start-up transient from z = 0 is all that varies

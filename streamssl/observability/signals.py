@@ -78,10 +78,11 @@ def input_statistics(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
     }
 
 
-def effective_rank(emb: np.ndarray, eps: float = 1e-12) -> float:
+def effective_rank(emb: np.ndarray, *, unit_rows: bool = True, eps: float = 1e-12) -> float:
     """RankMe effective rank (Garrido et al. 2023) of the rows of ``emb`` (n, d).
 
-    Rows are L2-normalised (like the spread gauge) and the matrix column-centred; with
+    Rows are L2-normalised (like the spread gauge; ``unit_rows=False`` keeps their length,
+    for features whose scale carries meaning) and the matrix column-centred; with
     its singular values s_i, p_i = s_i / sum(s) + eps and the effective rank is
     exp(-sum p_i log p_i): about min(n, d) when the embeddings use every direction, 1
     when they vary along one line, and ~1 (the eps floor) when they are all the same.
@@ -106,8 +107,9 @@ def effective_rank(emb: np.ndarray, eps: float = 1e-12) -> float:
     emb = np.asarray(emb, dtype=np.float64)
     if emb.ndim != 2 or emb.shape[0] < 2:
         return float("nan")
-    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    s = np.linalg.svd(unit - unit.mean(axis=0, keepdims=True), compute_uv=False)
+    if unit_rows:
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    s = np.linalg.svd(emb - emb.mean(axis=0, keepdims=True), compute_uv=False)
     total = s.sum()
     if not np.isfinite(total):
         return float("nan")
