@@ -33,6 +33,23 @@ def test_apc_loss_matches_loop():
     assert math.isclose(float(got), total / count, rel_tol=1e-9)
 
 
+def _cpc_by_loops(preds, z, negatives) -> float:
+    """The CPC formula written out: ``negatives(k, i, j)`` lists the (row, time) frames scored
+    against the guess of row i at time j for step k; the positive (i, j + k) is skipped."""
+    b, t, _ = z.shape
+    per_k = []
+    for k in range(1, len(preds) + 1):
+        terms = []
+        for i in range(b):
+            for j in range(t - k):
+                p = preds[k - 1][i, j]
+                pos = float(p @ z[i, j + k])
+                negs = [float(p @ z[r, m]) for r, m in negatives(k, i, j) if (r, m) != (i, j + k)]
+                terms.append(-pos + _logsumexp([pos, *negs]))
+        per_k.append(np.mean(terms))
+    return float(np.mean(per_k))
+
+
 def test_cpc_loss_matches_loop_with_shared_negatives_and_masked_self():
     rng = np.random.default_rng(1)
     b, t, c, k_steps, n_neg = 2, 6, 4, 3, 5
@@ -40,19 +57,9 @@ def test_cpc_loss_matches_loop_with_shared_negatives_and_masked_self():
     preds = [rng.standard_normal((b, t, c)) for _ in range(k_steps)]
     neg_idx = rng.integers(0, b * t, (k_steps, n_neg))
     neg_idx[0, 0] = 0 * t + 1  # the positive of (b=0, t=0, k=1) drawn as a negative: must be masked
-    flat = z.reshape(b * t, c)
-    per_k = []
-    for k in range(1, k_steps + 1):
-        terms = []
-        for i in range(b):
-            for j in range(t - k):
-                p = preds[k - 1][i, j]
-                pos = float(p @ z[i, j + k])
-                negs = [float(p @ flat[m]) for m in neg_idx[k - 1] if m != i * t + j + k]
-                terms.append(-pos + _logsumexp([pos, *negs]))
-        per_k.append(np.mean(terms))
+    want = _cpc_by_loops(preds, z, lambda k, i, j: [divmod(int(m), t) for m in neg_idx[k - 1]])  # any frame of the batch
     got = cpc_loss([torch.tensor(p) for p in preds], torch.tensor(z), torch.tensor(neg_idx))
-    assert math.isclose(float(got), float(np.mean(per_k)), rel_tol=1e-6)
+    assert math.isclose(float(got), want, rel_tol=1e-6)
 
 
 def test_same_sequence_cpc_loss_matches_loop_with_own_frames_as_negatives():
@@ -62,18 +69,9 @@ def test_same_sequence_cpc_loss_matches_loop_with_own_frames_as_negatives():
     preds = [rng.standard_normal((b, t, c)) for _ in range(k_steps)]
     neg_t = rng.integers(0, t, (k_steps, b, n_neg))
     neg_t[0, 1, 0] = 1  # the positive of (b=1, t=0, k=1) drawn as a negative: must be masked
-    per_k = []
-    for k in range(1, k_steps + 1):
-        terms = []
-        for i in range(b):
-            for j in range(t - k):
-                p = preds[k - 1][i, j]
-                pos = float(p @ z[i, j + k])
-                negs = [float(p @ z[i, m]) for m in neg_t[k - 1, i] if m != j + k]  # row i's own frames only
-                terms.append(-pos + _logsumexp([pos, *negs]))
-        per_k.append(np.mean(terms))
+    want = _cpc_by_loops(preds, z, lambda k, i, j: [(i, int(m)) for m in neg_t[k - 1, i]])  # row i's own frames only
     got = cpc_loss_same_sequence([torch.tensor(p) for p in preds], torch.tensor(z), torch.tensor(neg_t))
-    assert math.isclose(float(got), float(np.mean(per_k)), rel_tol=1e-6)
+    assert math.isclose(float(got), want, rel_tol=1e-6)
 
 
 def test_moco_loss_matches_loop_with_masked_negatives():

@@ -104,15 +104,10 @@ class EvalReport:
 
 
 def effective_rank(x: np.ndarray) -> float:
-    """RankMe: exp of the entropy of the normalised singular values of the centred (n, d) matrix."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[0] < 2:
-        return 0.0
-    s = np.linalg.svd(x - x.mean(0), compute_uv=False)
-    if s.sum() <= 0:
-        return 0.0
-    p = s / s.sum() + 1e-12
-    return float(np.exp(-(p * np.log(p)).sum()))
+    """RankMe of the features as they are (rows not normalised): ``observability.signals.effective_rank``."""
+    from streamssl.observability.signals import effective_rank as rankme
+
+    return rankme(np.asarray(x, dtype=np.float64), unit_rows=False)
 
 
 def stratified_split(labels: Sequence[str], seed: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:

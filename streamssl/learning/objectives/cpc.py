@@ -24,6 +24,8 @@ A negative that happens to be the positive itself is masked out in both.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -31,47 +33,51 @@ from torch.nn import functional as F
 from streamssl.learning.models.heads import StepPredictors
 
 
+def _infonce_over_steps(
+    preds: list[torch.Tensor], z: torch.Tensor, score_negatives: Callable[[int, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The formula above for any choice of negatives: ``score_negatives(k, p)`` gives (B, T-k, N)
+    scores of the guesses p = W_k c_t against their negatives, the positive itself masked to -inf."""
+    t = z.shape[1]
+    losses = []
+    for k, pred in enumerate(preds, start=1):
+        if t <= k:
+            break
+        p = pred[:, : t - k]  # (B, T-k, C)
+        pos = (p * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
+        logits = torch.cat([pos, score_negatives(k, p)], dim=-1)  # (B, T-k, 1+N)
+        target = torch.zeros(logits.shape[0] * logits.shape[1], dtype=torch.long, device=z.device)
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target))
+    if not losses:
+        return z.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
 def cpc_loss(preds: list[torch.Tensor], z: torch.Tensor, neg_idx: torch.Tensor) -> torch.Tensor:
     """preds: K tensors (B, T, C) (W_k c_t for all t); z: (B, T, C); neg_idx: (K, N) long into B*T."""
     b, t, ch = z.shape
     flat = z.reshape(b * t, ch)
-    losses = []
-    for k, pred in enumerate(preds, start=1):
-        if t <= k:
-            break
-        p = pred[:, : t - k]  # (B, T-k, C)
-        pos = (p * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
+
+    def score(k: int, p: torch.Tensor) -> torch.Tensor:
         neg = torch.matmul(p, flat[neg_idx[k - 1]].T)  # (B, T-k, N)
         # index of each positive in the flattened frames, to mask it where drawn as negative
-        pos_index = (torch.arange(b, device=z.device)[:, None] * t + torch.arange(k, t, device=z.device)[None])
-        neg = neg.masked_fill(pos_index[:, :, None] == neg_idx[k - 1][None, None], float("-inf"))
-        logits = torch.cat([pos, neg], dim=-1)  # (B, T-k, 1+N)
-        target = torch.zeros(logits.shape[:2], dtype=torch.long, device=z.device)
-        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1)))
-    if not losses:
-        return z.sum() * 0.0
-    return torch.stack(losses).mean()
+        pos_index = torch.arange(b, device=z.device)[:, None] * t + torch.arange(k, t, device=z.device)[None]
+        return neg.masked_fill(pos_index[:, :, None] == neg_idx[k - 1][None, None], float("-inf"))
+
+    return _infonce_over_steps(preds, z, score)
 
 
 def cpc_loss_same_sequence(preds: list[torch.Tensor], z: torch.Tensor, neg_t: torch.Tensor) -> torch.Tensor:
     """As ``cpc_loss`` with negatives from each example's own frames; neg_t: (K, B, N) long time indices."""
-    b, t, ch = z.shape
-    losses = []
-    for k, pred in enumerate(preds, start=1):
-        if t <= k:
-            break
-        p = pred[:, : t - k]  # (B, T-k, C)
-        pos = (p * z[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
+    ch = z.shape[2]
+
+    def score(k: int, p: torch.Tensor) -> torch.Tensor:
         idx = neg_t[k - 1]  # (B, N)
         neg = torch.bmm(p, torch.gather(z, 1, idx[:, :, None].expand(-1, -1, ch)).transpose(1, 2))  # (B, T-k, N)
-        pos_t = torch.arange(k, t, device=z.device)  # time of each positive
-        neg = neg.masked_fill(pos_t[None, :, None] == idx[:, None, :], float("-inf"))
-        logits = torch.cat([pos, neg], dim=-1)  # (B, T-k, 1+N)
-        target = torch.zeros(logits.shape[:2], dtype=torch.long, device=z.device)
-        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1)))
-    if not losses:
-        return z.sum() * 0.0
-    return torch.stack(losses).mean()
+        pos_t = torch.arange(k, z.shape[1], device=z.device)  # time of each positive
+        return neg.masked_fill(pos_t[None, :, None] == idx[:, None, :], float("-inf"))
+
+    return _infonce_over_steps(preds, z, score)
 
 
 class CPC(nn.Module):
