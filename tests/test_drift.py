@@ -194,7 +194,7 @@ def test_spread_gauge_falls_when_embeddings_collapse_to_a_constant():
     spread = lambda: metrics.registry.get_sample_value("streamssl_learner_embedding_spread")  # noqa: E731
     mon.observe_embeddings(rng.normal(size=(64, 128)))
     healthy = spread()
-    assert healthy == pytest.approx(1 / np.sqrt(128), rel=0.15)
+    assert healthy == pytest.approx(1.0, rel=0.15)  # evenly over the sphere: 1 at any dimension
     constant = np.tile(rng.normal(size=(1, 128)), (64, 1))
     mon.observe_embeddings(constant)
     assert spread() < 1e-6 < healthy
@@ -255,11 +255,11 @@ def test_spread_gauge_falls_when_the_learners_encoder_is_forced_to_a_constant(sp
     mon.observe_embeddings(learner.embed_segments(segments))
     collapsed = metrics.registry.get_sample_value("streamssl_learner_embedding_spread")
     print(f"spread of a random-init learner on speech {healthy:.4f}, with a constant encoder {collapsed:.2e}")
-    assert healthy > 0.01
+    assert healthy > 0.05
     # Only the GRU's start-up transient from z = 0 is left (the same trajectory for every
     # segment), sampled at different frames by the readout's energy gate: below the alert
     # floor and an order of magnitude below the healthy spread.
-    assert collapsed < 0.01 and collapsed < healthy / 10
+    assert collapsed < 0.05 and collapsed < healthy / 10
 
 
 def test_effective_rank_sees_the_dimensional_collapse_the_spread_misses():

@@ -164,7 +164,7 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
 # Alert thresholds drawn on their panels (same numbers as prometheus/rules/streamssl.rules.yml;
 # tests/test_monitoring.py checks they agree): (base colour, threshold, colour beyond it).
 THRESHOLDS = {
-    "Embedding spread (collapse)": ("red", 0.01, "green"),  # StreamsslCollapse floor
+    "Embedding spread (collapse)": ("red", 0.05, "green"),  # StreamsslCollapse floor
     "Embedding effective rank (dimensional collapse)": ("red", 2, "green"),  # StreamsslDimensionalCollapse
     "Real-time factor": ("red", 1, "green"),  # StreamsslLearnerBehindRealtime
     "Checkpoint age": ("green", 1800, "red"),  # StreamsslCheckpointStale

@@ -38,20 +38,24 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def embedding_spread(emb: np.ndarray) -> float:
-    """Mean per-dimension standard deviation of the L2-normalised rows of ``emb`` (n, d).
+    """Mean per-dimension standard deviation of the L2-normalised rows of ``emb`` (n, d), times sqrt(d).
 
-    About 1/sqrt(d) for embeddings spread evenly over the sphere, 0 when every row
-    points the same way (collapse).
+    About 1 for embeddings spread evenly over the sphere, whatever d is, and 0 when every
+    row points the same way (collapse). The sqrt(d) makes one alert floor fit every
+    readout size: the published embedding grew from 256 to 1024 numbers with the
+    statistics readout, and the unscaled value of a healthy model fell from ~0.06 to ~0.009.
 
     >>> round(embedding_spread(np.ones((10, 4))), 6)
     0.0
+    >>> 0.8 < embedding_spread(np.random.default_rng(0).normal(size=(2000, 64))) < 1.2
+    True
     """
     emb = np.asarray(emb, dtype=np.float64)
     if emb.ndim != 2 or emb.shape[0] < 2:
         return float("nan")
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     unit = emb / np.maximum(norms, 1e-12)
-    return float(unit.std(axis=0).mean())
+    return float(unit.std(axis=0).mean() * np.sqrt(emb.shape[1]))
 
 
 def input_statistics(samples: np.ndarray, sample_rate: int) -> dict[str, float]:
