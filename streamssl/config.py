@@ -221,6 +221,9 @@ class LearnerConfig:
     window_s: float = _f(1.0, check=positive, doc="length of the windows the model trains on")
     batch_max: int = _f(32, check=positive, doc="most new windows in one step (adaptive batching)")
     max_backlog: int = _f(256, check=positive, doc="queued windows beyond this are shed oldest-first")
+    max_streams: int = _f(256, check=positive,
+                          doc="streams whose state is held (~60 KB each at the default model, +115 KB of training history once learned from); a new one beyond it evicts the least recently active")
+    stream_idle_s: float = _f(600.0, check=non_negative, doc="a stream silent this long is evicted (0 = never)")
     replay_size: int = _f(512, check=non_negative)
     replay_policy: str = _f("fifo", check=one_of("fifo", "reservoir", "diverse"),
                             doc="diverse: when full, evict the example most similar (MoCo key) to another one")

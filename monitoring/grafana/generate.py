@@ -75,6 +75,11 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
         ("Learner backlog", "none", "timeseries", "Windows waiting for the learner; at learner.max_backlog it sheds.", [
             t("streamssl_learner_backlog_windows", "{{instance}}"),
         ]),
+        ("Streams held and evicted", "none", "timeseries",
+         "Streams whose state the learner holds (cap: learner.max_streams) and evictions per second by reason.", [
+             t("streamssl_learner_active_streams", "held {{instance}}"),
+             t(f"rate(streamssl_learner_streams_evicted_total[{RI}])", "evicted/s {{reason}}"),
+         ]),
     ]),
     ("Losses and learning", [
         ("Loss by objective", "none", "timeseries", "Last loss per objective (APC, CPC, MoCo) and their weighted total.", [
@@ -95,7 +100,7 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
              t("streamssl_learner_probe_cka", "vs {{reference}}"),
          ]),
         ("Embedding spread (collapse)", "none", "timeseries",
-         "Mean per-dimension std of L2-normalised recent embeddings; ~1/sqrt(dim) healthy, near 0 = collapse.", [
+         "Mean per-dimension std of L2-normalised recent embeddings x sqrt(dim); ~1 when spread evenly, near 0 = collapse.", [
              t("streamssl_learner_embedding_spread", "{{instance}}"),
          ]),
         ("Embedding effective rank (dimensional collapse)", "none", "timeseries",

@@ -116,8 +116,14 @@ class OnlineLearner:
         return [w if isinstance(w, PreparedWindow) else self._stream(w.stream_id).prepare(w) for w in windows]
 
     def reset_stream(self, stream_id: str) -> None:
-        """Forget a stream's streaming and history state (its capture restarted)."""
+        """Forget a stream's streaming and history state (its capture restarted, or it was evicted)."""
         self._streams.pop(stream_id, None)
+
+    def retain_streams(self, stream_ids) -> None:
+        """Forget every stream not in ``stream_ids``: windows of an evicted stream that were still
+        queued re-create its state when processed, and the holder of the stream list decides."""
+        for sid in [s for s in self._streams if s not in stream_ids]:
+            del self._streams[sid]
 
     # --- inference ----------------------------------------------------------------
 
@@ -169,7 +175,7 @@ class OnlineLearner:
         pooled, c, states = self.core.embed_frames(mel, [p.stream.backbone for _, p, _ in group])
         for (i, p, _), vec, frames, state in zip(group, pooled, c, states):
             p.stream.backbone = state
-            p.stream.last = vec
+            p.stream.last = vec.clone()  # not a view: it would keep the whole group's output alive
             results[i] = (vec, frames)
 
     @torch.no_grad()

@@ -90,6 +90,15 @@ class LearnerMetrics:
             registry=r,
         )
         self.backlog = Gauge("streamssl_learner_backlog_windows", "Windows waiting for the learner", registry=r)
+        self.active_streams = Gauge(
+            "streamssl_learner_active_streams", "Streams whose state the learner holds (at most learner.max_streams)",
+            registry=r,
+        )
+        self.streams_evicted = Counter(
+            "streamssl_learner_streams_evicted",
+            "Streams whose state was dropped: capacity (least recently active, to make room) or idle", ["reason"],
+            registry=r,
+        )
         # learning
         # "step" in code, "updates" in the metric names (kept for dashboards and alerts)
         self.steps = Counter("streamssl_learner_updates", "Optimizer steps taken", registry=r)
@@ -157,6 +166,15 @@ class LearnerMetrics:
             "streamssl_learner_drift_signal", "Last value fed to the drift detectors", ["signal"], registry=r
         )
         self.info = Info("streamssl_learner", "Learner build, model and device", registry=r)
+
+    def forget_stream(self, stream_id: str) -> None:
+        """Drop an evicted stream's labelled series, so label cardinality stays bounded like the state."""
+        for family in (self.windows_received, self.audio_seconds, self.seq_gaps, self.missing_windows,
+                       self.sessions, self.shed, self.embeddings_published):
+            try:
+                family.remove(stream_id)
+            except KeyError:
+                pass
 
     def observe_process_memory(self) -> None:
         """Resident set size from /proc (Linux); no psutil needed."""

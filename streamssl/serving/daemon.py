@@ -51,7 +51,10 @@ class LearnerDaemon:
         device = resolve_device(cfg.learner.device)
         self.learner = OnlineLearner(cfg, device=str(device))
         self.drift = DriftMonitor(cfg.drift, self.metrics, log=log)
-        self.intake = Intake(self.metrics, cfg.learner.max_backlog, on_new_session=self.learner.reset_stream)
+        self.intake = Intake(
+            self.metrics, cfg.learner.max_backlog, on_new_session=self.learner.reset_stream,
+            max_streams=cfg.learner.max_streams, idle_s=cfg.learner.stream_idle_s, on_evict=self.learner.reset_stream,
+        )
         self.probe = ProbeSet(cfg.drift.probe_size, cfg.features.sample_rate)
         self.rtf = RealtimeFactor()
         self.checkpoint_dir = Path(cfg.learner.checkpoint_dir) if cfg.learner.checkpoint_dir else None
@@ -194,6 +197,8 @@ class LearnerDaemon:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        self.intake.expire_idle()
+        self.learner.retain_streams(self.intake.streams)
         if self.history is not None and self.history.due(now):
             self.history.write(self.learner.step, self.rtf.value, self.rtf.audio_seconds, self.drift.last_cka,
                                self.drift.pop_detections())

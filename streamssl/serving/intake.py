@@ -6,12 +6,21 @@ are counted once per gap with the number of windows missing, a capture restart (
 ``session``) starts the stream afresh instead of reading as a gap storm, stale or
 duplicate windows are rejected, and when the learner falls behind the oldest queued
 windows are shed (counted) so that the newest audio is learned and embedded.
+
+State per stream is bounded: at most ``max_streams`` streams are held; a new stream
+beyond that evicts the least recently active one (reason ``capacity``), and a stream
+silent for ``idle_s`` is evicted by ``expire_idle`` (reason ``idle``). Eviction drops the
+stream's sequence state here, its labelled metric series, and (through ``on_evict``) the
+learner's state for it; a stream that comes back starts afresh, like a new session.
+Without this, captures that restart under new ids (per-session names, a fleet of phones)
+grow the learner's memory for as long as it lives.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -26,10 +35,14 @@ STALE = "stale_seq"
 REJECT_REASONS = tuple(r.value for r in Reason) + (STALE,)
 
 
+EVICT_REASONS = ("capacity", "idle")
+
+
 @dataclass
 class StreamState:
     session: int
     last_seq: int
+    last_active: float  # time.monotonic() of its last accepted window
 
 
 class Intake:
@@ -40,15 +53,24 @@ class Intake:
     """
 
     def __init__(
-        self, metrics: LearnerMetrics, max_backlog: int, on_new_session: Callable[[str], None] = lambda sid: None
+        self, metrics: LearnerMetrics, max_backlog: int, on_new_session: Callable[[str], None] = lambda sid: None,
+        *, max_streams: int = 256, idle_s: float = 0.0, on_evict: Callable[[str], None] = lambda sid: None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.metrics = metrics
         self.max_backlog = max_backlog
         self.on_new_session = on_new_session
+        self.max_streams = max_streams
+        self.idle_s = idle_s
+        self.on_evict = on_evict
+        self._clock = clock
         self.backlog: collections.deque[AudioWindow] = collections.deque()
-        self.streams: dict[str, StreamState] = {}
+        self.streams: collections.OrderedDict[str, StreamState] = collections.OrderedDict()  # least recently active first
         for reason in REJECT_REASONS:  # series exist at 0 so dashboards and alerts have data
             metrics.rejected.labels(reason)
+        for reason in EVICT_REASONS:
+            metrics.streams_evicted.labels(reason)
+        metrics.active_streams.set(0)
 
     def offer(self, frames: Sequence) -> AudioWindow | None:
         """Validate one message and queue it; returns the window or None if rejected."""
@@ -74,16 +96,23 @@ class Intake:
     def _in_sequence(self, w: AudioWindow) -> bool:
         state = self.streams.get(w.stream_id)
         m = self.metrics
+        now = self._clock()
         if state is None or state.session != w.session:
             if state is None:
+                while len(self.streams) >= self.max_streams:
+                    self.evict(next(iter(self.streams)), "capacity")
                 for counter in (m.seq_gaps, m.missing_windows, m.shed, m.embeddings_published):
                     counter.labels(w.stream_id)
             else:
                 log.info("stream %r: new capture session (seq restarts at %d)", w.stream_id, w.seq)
             m.sessions.labels(w.stream_id).inc()
-            self.streams[w.stream_id] = StreamState(w.session, w.seq)
+            self.streams[w.stream_id] = StreamState(w.session, w.seq, now)
+            self.streams.move_to_end(w.stream_id)
+            m.active_streams.set(len(self.streams))
             self.on_new_session(w.stream_id)
             return True
+        state.last_active = now
+        self.streams.move_to_end(w.stream_id)
         if w.seq <= state.last_seq:
             log.warning("stream %r: seq %d after %d in the same session; rejected", w.stream_id, w.seq, state.last_seq)
             return False
@@ -94,6 +123,26 @@ class Intake:
             log.info("stream %r: %d windows missing before seq %d", w.stream_id, missing, w.seq)
         state.last_seq = w.seq
         return True
+
+    def evict(self, stream_id: str, reason: str) -> None:
+        """Drop everything held for one stream (module docstring); counted by reason, logged once."""
+        if self.streams.pop(stream_id, None) is None:
+            return
+        self.metrics.streams_evicted.labels(reason).inc()
+        self.metrics.forget_stream(stream_id)
+        self.metrics.active_streams.set(len(self.streams))
+        self.on_evict(stream_id)
+        log.info("stream %r evicted (%s); %d streams held", stream_id, reason, len(self.streams))
+
+    def expire_idle(self) -> int:
+        """Evict the streams silent for longer than ``idle_s`` (0 = never); returns how many."""
+        if self.idle_s <= 0:
+            return 0
+        deadline = self._clock() - self.idle_s
+        idle = [sid for sid, s in self.streams.items() if s.last_active < deadline]
+        for sid in idle:
+            self.evict(sid, "idle")
+        return len(idle)
 
     def take(self, limit: int) -> list[AudioWindow]:
         """Up to ``limit`` oldest windows: everything that queued during the last step forms one batch."""
@@ -106,4 +155,9 @@ class Intake:
         return {sid: [s.session, s.last_seq] for sid, s in self.streams.items()}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.streams = {sid: StreamState(int(v[0]), int(v[1])) for sid, v in sd.items()}
+        """Restore sequence state; idle clocks restart at load (the learner was down, not the streams)."""
+        now = self._clock()
+        self.streams = collections.OrderedDict(
+            (sid, StreamState(int(v[0]), int(v[1]), now)) for sid, v in list(sd.items())[-self.max_streams:]
+        )
+        self.metrics.active_streams.set(len(self.streams))

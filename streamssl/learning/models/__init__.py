@@ -75,12 +75,16 @@ class Backbone(nn.Module):
         return BackboneState(conv, torch.cat([s.context for s in full], dim=ctx_dim))
 
     def split_state(self, state: BackboneState) -> list[BackboneState]:
-        """The inverse of ``stack_states``: one single-stream state per batch row."""
+        """The inverse of ``stack_states``: one single-stream state per batch row.
+
+        Each row is copied out: a view would keep the whole batch's tensor alive for as long
+        as any one of its streams lives, multiplying a stream's memory by its batch size.
+        """
         ctx_dim = 1 if isinstance(self.context, GRUContext) else 0
         n = state.conv[0].shape[0]
-        ctx = state.context.split(1, dim=ctx_dim) if state.context is not None else [None] * n
+        ctx = [c.clone() for c in state.context.split(1, dim=ctx_dim)] if state.context is not None else [None] * n
         convs = list(zip(*(layer.split(1, dim=0) for layer in state.conv)))
-        return [BackboneState(list(convs[i]), ctx[i]) for i in range(n)]
+        return [BackboneState([c.clone() for c in convs[i]], ctx[i]) for i in range(n)]
 
 
 def build_backbone(cfg: Config) -> Backbone:

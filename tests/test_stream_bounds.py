@@ -1,0 +1,86 @@
+"""State per stream is bounded: many distinct stream ids cost at most ``max_streams`` streams of memory.
+
+Real parts: wire-encoded messages through the learner's ``Intake`` into an
+``OnlineLearner`` with the default model, wired exactly as the daemon wires them
+(``on_evict`` drops the learner's state), metrics in a real prometheus-client registry.
+"""
+
+from __future__ import annotations
+
+import resource
+
+import numpy as np
+import pytest
+
+from streamssl import config, wire
+from streamssl.learning.learner import OnlineLearner
+from streamssl.observability.metrics import LearnerMetrics
+from streamssl.serving.intake import Intake
+from streamssl.wire import AudioWindow, to_pcm16
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CAP = 64
+
+
+def _window(stream: str, seq: int, rng) -> list:
+    pcm = to_pcm16(0.1 * rng.standard_normal((8000, 1)))
+    return wire.encode_audio(AudioWindow(stream, seq, (seq + 1) * 500_000_000, 16000, pcm, session=7))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _series(metrics: LearnerMetrics, name: str) -> int:
+    return sum(1 for fam in metrics.registry.collect() for s in fam.samples if s.name == name)
+
+
+def test_many_stream_ids_are_evicted_least_recently_active_first_and_counted():
+    metrics = LearnerMetrics()
+    learner = OnlineLearner(config.load("configs/default.toml"), device="cpu")
+    clock = [0.0]
+    intake = Intake(metrics, max_backlog=10_000, on_new_session=learner.reset_stream, max_streams=CAP,
+                    idle_s=600.0, on_evict=learner.reset_stream, clock=lambda: clock[0])
+    rng = np.random.default_rng(0)
+    keep = "microphone"  # one long-lived stream that stays active between the newcomers
+
+    def feed(ids: list[str]) -> None:
+        for sid in ids:
+            clock[0] += 0.5
+            intake.offer(_window(sid, int(clock[0] * 2), rng))
+            intake.offer(_window(keep, int(clock[0] * 2), rng))
+        learner.embed(intake.take(10_000))
+        learner.retain_streams(intake.streams)  # the daemon's housekeeping after each batch
+
+    feed([f"phone-{i}" for i in range(250)])  # warm-up: the cap is reached, batch-sized allocations made
+    rss_before = _rss_mb()
+    for start in range(250, 2250, 250):
+        feed([f"phone-{i}" for i in range(start, start + 250)])
+    rss_after = _rss_mb()
+
+    evicted = metrics.registry.get_sample_value("streamssl_learner_streams_evicted_total", {"reason": "capacity"})
+    print(f"\n2250 stream ids, cap {CAP}: RSS {rss_before:.1f} -> {rss_after:.1f} MB, evicted {evicted:.0f}")
+    assert len(intake.streams) == len(learner.streams) == CAP
+    assert keep in intake.streams and keep in learner.streams, "the active stream is never the least recently active"
+    assert evicted == 2251 - CAP  # 2250 phones + the microphone, CAP held
+    assert metrics.registry.get_sample_value("streamssl_learner_active_streams") == CAP
+    assert _series(metrics, "streamssl_learner_windows_received_total") == CAP, "label children are evicted too"
+    # Without the cap the same feed grows RSS by ~120 MB (measured: ~60 KB per stream held —
+    # conv caches, GRU state, STFT carry, last embedding, 7 labelled series — before any
+    # training history); with it, 2000 more ids must cost less than one held stream's worth x 150.
+    assert rss_after - rss_before < 10.0
+
+    # The learner still serves, and a returning stream starts afresh (a new session, no gap storm).
+    frames = learner.embed([wire.decode_audio(_window("phone-0", 999, rng))])
+    assert frames[0].embedding.shape == (learner.dim,) and np.isfinite(frames[0].embedding).all()
+    intake.offer(_window("phone-0", 1000, rng))
+    assert metrics.registry.get_sample_value("streamssl_learner_stream_sessions_total", {"stream": "phone-0"}) == 1
+    assert metrics.registry.get_sample_value("streamssl_learner_sequence_gaps_total", {"stream": "phone-0"}) == 0
+
+    # Streams silent longer than idle_s go; the active one stays.
+    clock[0] += 601.0
+    intake.offer(_window(keep, 10**6, rng))
+    assert intake.expire_idle() == CAP - 1 + 0  # all but the microphone (phone-0 arrived 601 s ago)
+    assert list(intake.streams) == [keep]
+    assert metrics.registry.get_sample_value("streamssl_learner_streams_evicted_total", {"reason": "idle"}) == CAP - 1
