@@ -219,8 +219,10 @@ class LearnerConfig:
     device: str = _f("auto", check=one_of("auto", "cpu", "cuda"))
     threads: int = _f(0, check=non_negative, doc="torch CPU threads (0 = torch's default, all cores); 1 where other busy processes share few cores")
     window_s: float = _f(1.0, check=positive, doc="length of the windows the model trains on")
-    batch_max: int = _f(32, check=positive, doc="most new windows in one step (adaptive batching)")
-    max_backlog: int = _f(256, check=positive, doc="queued windows beyond this are shed oldest-first")
+    batch_max: int = _f(32, check=positive,
+                        doc="most new windows one step learns from; a larger backlog is served in full and learned from a sample")
+    max_backlog: int = _f(256, check=positive,
+                          doc="queued windows beyond this are shed oldest-first, never embedded (windows_shed)")
     max_streams: int = _f(256, check=positive,
                           doc="streams whose state is held (~60 KB each at the default model, +115 KB of training history once learned from); a new one beyond it evicts the least recently active")
     stream_idle_s: float = _f(600.0, check=non_negative, doc="a stream silent this long is evicted (0 = never)")

@@ -150,3 +150,21 @@ def test_resume_continues_bit_for_bit(tmp_path):
 def test_update_without_windows_is_an_error():
     with pytest.raises(ValueError, match="at least one"):
         OnlineLearner(_cfg()).update([])
+
+
+def test_a_backlog_is_served_in_full_and_learned_from_an_evenly_spaced_sample():
+    """Overload: every window is embedded, the step learns from learn_at_most of them, the rest are
+    listed as untrained, and every window still enters its stream's history (examples stay continuous)."""
+    learner = OnlineLearner(_cfg("learner.window_s=0.75"))
+    backlog = [b[0] for b in _windows(10, streams=("a",))]
+    prepared = learner.prepare(backlog)
+    frames = learner.embed(prepared)
+    stats = learner.update(prepared, learn_at_most=4)
+    assert len(frames) == 10 and stats.new_windows == 4 and stats.untrained == ["a"] * 6
+    assert stats.audio_seconds == pytest.approx(4 * 0.5) and stats.step == 1
+    # history holds the last window_s of *all* ten windows, not of the four learned from
+    history = learner.streams["a"].history
+    tail = np.concatenate([w.mono_float() for w in backlog])[-history.shape[0]:]
+    np.testing.assert_array_equal(history, tail)
+    small = learner.update(learner.prepare([b[0] for b in _windows(2, streams=("a",), start=10)]), learn_at_most=4)
+    assert small.new_windows == 2 and small.untrained == []

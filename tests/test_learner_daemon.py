@@ -209,3 +209,32 @@ def test_demo_runs_prints_summary_and_writes_plot_and_checkpoint(tmp_path):
     assert list((out / "checkpoints").glob("*.pt"))
     pngs = list(out.glob("*.png"))
     assert pngs and all(p.stat().st_size > 5000 for p in pngs)
+
+
+def test_overload_serves_every_window_it_can_and_learns_from_a_sample(tmp_path):
+    """A capture that floods (no real-time pacing) 30 s of tones in 250 ms windows: the learner
+    embeds and publishes every window it keeps (received = embedded + shed), learns from at most
+    batch_max = 4 of each backlog, and counts the windows it served without learning from them."""
+    learner = Learner(tmp_path, "--set", "learner.batch_max=4", "--set", "learner.max_backlog=64")
+    proc, _ = start_capture(tmp_path, learner, "synth", "flood", "--set", "capture.realtime=false",
+                            "--set", "capture.max_seconds=30")
+    try:
+        assert proc.wait(timeout=120) == 0
+        wait_until(lambda: learner.value("streamssl_learner_windows_received_total", stream="flood") >= 120, 60,
+                   message="all 120 windows received")
+        wait_until(lambda: learner.value("streamssl_learner_backlog_windows") == 0, 120, message="backlog drained")
+        time.sleep(1.0)
+        s = scrape(learner.port)
+        received = metric(s, "streamssl_learner_windows_received_total", stream="flood")
+        embedded = metric(s, "streamssl_learner_embeddings_published_total", stream="flood")
+        shed = metric(s, "streamssl_learner_windows_shed_total", stream="flood")
+        untrained = metric(s, "streamssl_learner_windows_untrained_total", stream="flood")
+        steps = metric(s, "streamssl_learner_updates_total")
+        print(f"\nflood: received {received:.0f}, embedded {embedded:.0f}, shed {shed:.0f}, "
+              f"served but not learned {untrained:.0f}, steps {steps:.0f}")
+        assert embedded + shed == received
+        assert untrained > 0 and embedded - untrained <= 4 * steps, "each step learned from at most batch_max windows"
+        assert embedded > 4 * steps, "serving did not wait for training: more windows embedded than learned from"
+    finally:
+        stop(proc)
+        assert stop(learner.proc) == 0

@@ -127,6 +127,7 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
              t(f"sum by (stream, reason) (rate(streamssl_capture_windows_dropped_total[{RI}]))",
                "dropped {{stream}} {{reason}}"),
              t(f"sum by (stream) (rate(streamssl_learner_windows_shed_total[{RI}]))", "shed {{stream}}"),
+             t(f"sum by (stream) (rate(streamssl_learner_windows_untrained_total[{RI}]))", "served, not learned {{stream}}"),
              t(f"sum by (stream) (rate(streamssl_capture_input_overflows_total[{RI}]))", "overflows {{stream}}"),
          ]),
         ("Capture queue", "none", "timeseries", "Windows between the source and the socket.", [

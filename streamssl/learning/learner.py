@@ -27,7 +27,7 @@ continues bit-for-bit.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -55,6 +55,7 @@ class StepStats:
     skipped: bool  # the loss (or gradient) was non-finite and the step was skipped
     duration_s: float
     audio_seconds: float  # seconds of new audio this step learned from
+    untrained: list[str] = field(default_factory=list)  # stream of each window embedded but left out of the step
 
 
 class OnlineLearner:
@@ -186,14 +187,26 @@ class OnlineLearner:
 
     # --- learning -----------------------------------------------------------------
 
-    def update(self, windows: Sequence[AudioWindow | PreparedWindow]) -> StepStats:
-        """One optimizer step on the new windows plus replay; returns what happened."""
+    def update(self, windows: Sequence[AudioWindow | PreparedWindow], learn_at_most: int | None = None) -> StepStats:
+        """One optimizer step on the new windows plus replay; returns what happened.
+
+        With ``learn_at_most`` (the daemon's ``learner.batch_max``) a larger backlog is
+        learned from an evenly spaced sample of that many windows, so serving every window
+        never waits for training on all of them; every window still enters its stream's
+        history, so later examples stay continuous. ``StepStats.untrained`` lists the rest.
+        """
         if not windows:
             raise ValueError("update() needs at least one new window (the daemon calls it per arrival)")
         started = time.perf_counter()
-        prepared = self._prepared(windows)
+        every = self._prepared(windows)
+        examples = [p.stream.example(p, self.example_samples) for p in every]  # in stream order, all of them
+        chosen = range(len(every))
+        if learn_at_most is not None and len(every) > learn_at_most:
+            chosen = sorted(set(np.linspace(0, len(every) - 1, learn_at_most).round().astype(int).tolist()))
+        untrained = [every[i].window.stream_id for i in sorted(set(range(len(every))) - set(chosen))]
+        prepared = [every[i] for i in chosen]
         lc = self.cfg.learner
-        new = np.stack([p.stream.example(p, self.example_samples) for p in prepared])
+        new = np.stack([examples[i] for i in chosen])
         new_stream = np.array([stream_hash(p.window.stream_id) for p in prepared], dtype=np.int64)
         new_time = np.array([p.window.capture_ns for p in prepared], dtype=np.int64)
         old, old_stream, old_time = self.replay.sample(lc.replay_per_step)
@@ -214,7 +227,7 @@ class OnlineLearner:
         return StepStats(
             step=self.step, losses=result.losses, batch_size=int(batch.shape[0]), new_windows=len(prepared),
             grad_norm=result.grad_norm, lr=lr, skipped=result.skipped, duration_s=time.perf_counter() - started,
-            audio_seconds=audio_s,
+            audio_seconds=audio_s, untrained=untrained,
         )
 
     def process(self, windows: Sequence[AudioWindow]) -> tuple[list[EmbeddingFrame], StepStats]:

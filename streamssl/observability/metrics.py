@@ -89,6 +89,11 @@ class LearnerMetrics:
             "streamssl_learner_windows_shed", "Windows shed oldest-first because the backlog was full", ["stream"],
             registry=r,
         )
+        self.untrained = Counter(
+            "streamssl_learner_windows_untrained",
+            "Windows embedded and published but not learned from: under overload a step learns from a sample of the backlog",
+            ["stream"], registry=r,
+        )
         self.backlog = Gauge("streamssl_learner_backlog_windows", "Windows waiting for the learner", registry=r)
         self.active_streams = Gauge(
             "streamssl_learner_active_streams", "Streams whose state the learner holds (at most learner.max_streams)",
@@ -170,7 +175,7 @@ class LearnerMetrics:
     def forget_stream(self, stream_id: str) -> None:
         """Drop an evicted stream's labelled series, so label cardinality stays bounded like the state."""
         for family in (self.windows_received, self.audio_seconds, self.seq_gaps, self.missing_windows,
-                       self.sessions, self.shed, self.embeddings_published):
+                       self.sessions, self.shed, self.untrained, self.embeddings_published):
             try:
                 family.remove(stream_id)
             except KeyError:

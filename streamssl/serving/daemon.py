@@ -125,7 +125,7 @@ class LearnerDaemon:
                 wait_ms = 0 if self.intake.backlog else 100
                 if poller.poll(wait_ms):
                     self._drain(audio)
-                batch = self.intake.take(cfg.learner.batch_max)
+                batch = self.intake.take(cfg.learner.max_backlog)  # serve everything queued; learn from a sample
                 if batch:
                     self._process(batch, pub)
                 self._housekeeping()
@@ -165,7 +165,9 @@ class LearnerDaemon:
                 pass
             m.embeddings_published.labels(frame.stream_id).inc()
             m.latency.observe(max(0.0, (now - frame.capture_ns) / 1e9))
-        stats = self.learner.update(prepared)
+        stats = self.learner.update(prepared, learn_at_most=self.cfg.learner.batch_max)
+        for stream_id in stats.untrained:
+            m.untrained.labels(stream_id).inc()
         busy = time.perf_counter() - started
         self._observe_step(stats, batch, frames, busy)
 

@@ -101,7 +101,7 @@ class Intake:
             if state is None:
                 while len(self.streams) >= self.max_streams:
                     self.evict(next(iter(self.streams)), "capacity")
-                for counter in (m.seq_gaps, m.missing_windows, m.shed, m.embeddings_published):
+                for counter in (m.seq_gaps, m.missing_windows, m.shed, m.untrained, m.embeddings_published):
                     counter.labels(w.stream_id)
             else:
                 log.info("stream %r: new capture session (seq restarts at %d)", w.stream_id, w.seq)
