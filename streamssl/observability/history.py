@@ -24,23 +24,35 @@ HISTORY_EVERY_S = 1.0
 
 
 class History:
-    """Append-only JSON-lines log of learning progress; one record per call, flushed."""
+    """Append-only JSON-lines log of learning progress; one record per call.
+
+    The file is opened for each record (once a second), not held: a directory that is or
+    becomes read-only or full costs the records it cannot take, logged once until writes
+    succeed again, and never stops the learner.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a")
-
-    def append(self, record: dict) -> None:
-        """Write ``record`` as one line and flush; NaN/Inf become null (strict JSON)."""
+        self._failing = False
         try:
-            self._file.write(json.dumps(_finite(record), allow_nan=False) + "\n")
-            self._file.flush()
-        except (OSError, TypeError, ValueError) as exc:  # a full disk or odd value must not stop learning
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only or full: append() will say so and carry on
             log.error("history %s: %s", self.path, exc)
 
+    def append(self, record: dict) -> None:
+        """Write ``record`` as one line; NaN/Inf become null (strict JSON)."""
+        try:
+            line = json.dumps(_finite(record), allow_nan=False) + "\n"
+            with self.path.open("a") as f:
+                f.write(line)
+            self._failing = False
+        except (OSError, TypeError, ValueError) as exc:  # a full disk or odd value must not stop learning
+            if not self._failing:
+                log.error("history %s: %s (records are dropped until writes succeed)", self.path, exc)
+            self._failing = True
+
     def close(self) -> None:
-        self._file.close()
+        """Nothing is held open; kept so callers need not know."""
 
     @staticmethod
     def read(path: str | Path) -> list[dict]:
