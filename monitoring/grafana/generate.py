@@ -129,6 +129,8 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
              t(f"sum by (stream) (rate(streamssl_learner_windows_shed_total[{RI}]))", "shed {{stream}}"),
              t(f"sum by (stream) (rate(streamssl_learner_windows_untrained_total[{RI}]))", "served, not learned {{stream}}"),
              t(f"sum by (stream) (rate(streamssl_capture_input_overflows_total[{RI}]))", "overflows {{stream}}"),
+             t(f"sum by (stream) (rate(streamssl_capture_source_gap_seconds_total[{RI}]))",
+               "source away (s/s) {{stream}}"),
          ]),
         ("Capture queue", "none", "timeseries", "Windows between the source and the socket.", [
             t("streamssl_capture_queue_windows", "{{stream}}"),

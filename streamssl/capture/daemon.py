@@ -49,7 +49,8 @@ from streamssl.wire import window_frames as wire_window_frames
 log = logging.getLogger("streamssl.capture")
 
 DROP_REASONS = ("hwm", "queue_full", "device_queue_full")
-RESTART_BACKOFF_S = 1.0
+RESTART_BACKOFF_S = 0.5  # first wait before reopening a live source; doubles per failed attempt
+RESTART_BACKOFF_MAX_S = 30.0
 LOSSLESS_LINGER_MS = 10_000
 
 
@@ -108,7 +109,8 @@ class Capture:
         m = self.metrics
         for reason in DROP_REASONS:
             m.dropped.labels(self.stream, reason)
-        for counter in (m.windows_sent, m.bytes_sent, m.audio_seconds, m.overflows, m.source_errors):
+        for counter in (m.windows_sent, m.bytes_sent, m.audio_seconds, m.overflows, m.source_errors,
+                        m.source_gap_seconds):
             counter.labels(self.stream)
         m.up.labels(self.stream).set(0)
         m.queue_depth.labels(self.stream).set(0)
@@ -131,13 +133,31 @@ class Capture:
     # --- source thread ------------------------------------------------------------
 
     def _produce(self) -> None:
+        """Read blocks, number them, queue them; reopen a live source that ends or fails.
+
+        A live source (microphone, network URL, generators) is reopened after a failure or
+        an unexpected end, waiting ``RESTART_BACKOFF_S`` doubling up to ``RESTART_BACKOFF_MAX_S``
+        between attempts, unless the run is finite (a file, stdin, ``max_seconds``). Audio
+        after a reopen starts a new ``session`` (seq from 0), so the learner treats it as a
+        restart, not as a gap storm; the time away is counted in ``source_gap_seconds``.
+        """
         c, m = self.cfg.capture, self.metrics
         seq, pending = 0, 0
+        backoff = RESTART_BACKOFF_S
+        away_since: float | None = None  # monotonic time of the last audio before a failure, until audio flows again
+        last_audio = time.monotonic()
         while not self._stop.is_set():
             src = self.source
             seen_dropped = seen_overflows = 0
             try:
                 for block in src:
+                    last_audio = time.monotonic()
+                    if away_since is not None:  # back after a reopen: a new session
+                        m.source_gap_seconds.labels(self.stream).inc(last_audio - away_since)
+                        away_since, backoff = None, RESTART_BACKOFF_S
+                        self.session = int.from_bytes(os.urandom(8), "little")
+                        seq, pending = 0, 0
+                        log.info("source %s is back: new session %016x", c.source, self.session)
                     d, o = src.dropped - seen_dropped, src.overflows - seen_overflows
                     seen_dropped, seen_overflows = src.dropped, src.overflows
                     if d:  # blocks lost inside the source: skip their seq numbers
@@ -175,11 +195,14 @@ class Capture:
                 m.up.labels(self.stream).set(0)
                 log.error("source %s failed: %s", c.source, exc)
                 src.close()
-                if src.finite or self._stop.is_set():
+                if src.finite or self.max_frames or self._stop.is_set():
                     self.failed = str(exc)
                     break
-                if self._stop.wait(RESTART_BACKOFF_S):
+                if away_since is None:
+                    away_since = last_audio
+                if self._stop.wait(backoff):
                     break
+                backoff = min(2 * backoff, RESTART_BACKOFF_MAX_S)
                 try:
                     self.source = self.make_source()
                     log.info("source %s reopened", c.source)

@@ -57,6 +57,12 @@ class CaptureMetrics:
             "streamssl_capture_source_errors", "Source failures (the daemon retries or ends)", ["stream"], registry=r
         )
         self.up = Gauge("streamssl_capture_up", "1 while the source is producing audio", ["stream"], registry=r)
+        self.source_gap_seconds = Counter(
+            "streamssl_capture_source_gap_seconds",
+            "Wall time a live source was away: from its last audio before a failure to its first after reopening",
+            ["stream"],
+            registry=r,
+        )
         self.info = Info("streamssl_capture", "Capture daemon build and source", registry=r)
 
 

@@ -6,6 +6,12 @@ s16le pipe:1``), so decoding, resampling and network handling are ffmpeg's job. 
 stderr is collected by a thread and quoted in the error when it fails. With
 ``realtime`` the input is read at its native rate (``-re``); ``loop`` adds
 ``-stream_loop -1``. Blocks are stamped when they come off the pipe.
+
+A network URL is a *live* source (``finite`` is False): when the stream ends or ffmpeg
+gives up on it, the capture daemon reopens it with capped exponential backoff. ffmpeg's
+own reconnect is kept short (``-reconnect_delay_max``) so that an outage is handed to
+the daemon, which counts it, instead of hanging inside ffmpeg for minutes. A file is
+finite unless looped.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ from streamssl.capture.sources.base import BaseSource, Block, SourceError
 from streamssl.capture.sources.pcm import read_exact, s16le_to_float
 
 
+RECONNECT_DELAY_MAX_S = 2  # ffmpeg's own retries stop after this; the daemon's backoff takes over
+
+
 class FfmpegSource(BaseSource):
     def __init__(self, url: str, *, loop: bool = False, **kw):
         super().__init__(**kw)
         self.url = url
         self.loop = loop
-        self.finite = not loop
+        self.network = "://" in url and not url.startswith("file:")
+        self.finite = not loop and not self.network
         self.binary = shutil.which("ffmpeg")
         if self.binary is None:
             raise ConfigError(f"capture.source = 'ffmpeg:{url}': ffmpeg not found on PATH (Debian package ffmpeg)")
@@ -44,8 +54,9 @@ class FfmpegSource(BaseSource):
             cmd.append("-re")
         if self.loop:
             cmd += ["-stream_loop", "-1"]
-        if "://" in self.url and not self.url.startswith("file:"):
-            cmd += ["-reconnect", "1", "-reconnect_streamed", "1"]
+        if self.network:  # live: start after a short probe (0.5 s), not ffmpeg's default 5 MB
+            cmd += ["-probesize", "32768", "-analyzeduration", "500000",
+                    "-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_delay_max", str(RECONNECT_DELAY_MAX_S)]
         src = self.url if "://" in self.url else str(Path(self.url).expanduser())
         return cmd + ["-i", src, "-vn", "-ac", str(self.channels), "-ar", str(self.sample_rate), "-f", "s16le", "pipe:1"]
 
