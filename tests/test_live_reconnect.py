@@ -53,7 +53,7 @@ def test_a_live_url_that_stays_away_is_reopened_as_a_new_session(tmp_path):
         gap = metric(c, "streamssl_capture_source_gap_seconds_total", stream="radio")
         print(f"\noutage {OUTAGE_S:.0f} s: capture counted {gap:.1f} s away, "
               f"{metric(c, 'streamssl_capture_source_errors_total', stream='radio'):.0f} source errors")
-        assert gap >= OUTAGE_S
+        assert gap >= OUTAGE_S - 1.0  # ffmpeg and the pipe still deliver up to ~0.5 s buffered after the kill
         assert metric(s, "streamssl_learner_stream_sessions_total", stream="radio") == 2, "a new session"
         assert metric(s, "streamssl_learner_sequence_gaps_total", stream="radio") == 0, "no gap storm"
         assert metric(s, "streamssl_learner_messages_rejected_total", reason="stale_seq") == 0

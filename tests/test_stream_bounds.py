@@ -68,8 +68,10 @@ def test_many_stream_ids_are_evicted_least_recently_active_first_and_counted():
     assert _series(metrics, "streamssl_learner_windows_received_total") == CAP, "label children are evicted too"
     # Without the cap the same feed grows RSS by ~120 MB (measured: ~60 KB per stream held —
     # conv caches, GRU state, STFT carry, last embedding, 7 labelled series — before any
-    # training history); with it, 2000 more ids must cost less than one held stream's worth x 150.
-    assert rss_after - rss_before < 10.0
+    # training history). With it the growth must stay under a quarter of that: alone this
+    # test measures about 0, inside the full suite ~16 MB (allocator state left by earlier
+    # tests, and pytest keeping each eviction's log record).
+    assert rss_after - rss_before < 30.0
 
     # The learner still serves, and a returning stream starts afresh (a new session, no gap storm).
     frames = learner.embed([wire.decode_audio(_window("phone-0", 999, rng))])
