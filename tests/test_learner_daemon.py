@@ -25,9 +25,13 @@ SMALL = str(Path(__file__).parent / "configs" / "small.toml")
 class Learner:
     """A `streamssl learn` process on free ports with the small test model."""
 
-    def __init__(self, tmp_path: Path, *extra: str):
-        self.audio, self.embeddings = free_endpoint(), free_endpoint()
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, *extra: str, same_as: "Learner | None" = None):
+        """``same_as``: restart on that learner's endpoints and port (its captures reconnect to it)."""
+        if same_as is not None:
+            self.audio, self.embeddings, self.port = same_as.audio, same_as.embeddings, same_as.port
+        else:
+            self.audio, self.embeddings = free_endpoint(), free_endpoint()
+            self.port = free_port()
         self.checkpoints = tmp_path / "checkpoints"
         self.proc = start_streamssl(
             "learn", "--config", SMALL, "--audio-bind", self.audio, "--embeddings-bind", self.embeddings,
