@@ -43,15 +43,20 @@ def _windows(audio: np.ndarray, rate: int, stream_id: str, window_ms: int, dtype
     return out
 
 
-def embed_windows(learner, audio: np.ndarray, stream_id: str, window_ms: int, dtype: str = "int16") -> np.ndarray:
-    """(samples,) float32 at the learner's rate -> (windows, dim) live embeddings from a fresh stream state."""
-    windows = _windows(np.asarray(audio, dtype=np.float32), learner.sample_rate, stream_id, window_ms, dtype)
-    learner.reset_stream(stream_id)  # a fresh stream, whatever the checkpoint carried under this name
+def _embed_fresh(learner, windows: list, stream_id: str) -> np.ndarray:
+    """Embed one stream's windows from a fresh state, whatever the learner held under this name."""
+    learner.reset_stream(stream_id)
     try:
         frames = learner.embed(windows)
     finally:
         learner.reset_stream(stream_id)
-    return np.stack([np.asarray(f.embedding, dtype=np.float32) for f in frames])
+    return np.stack([np.asarray(f.embedding, dtype=np.float32) for f in frames]) if frames else np.zeros((0, learner.dim), np.float32)
+
+
+def embed_windows(learner, audio: np.ndarray, stream_id: str, window_ms: int, dtype: str = "int16") -> np.ndarray:
+    """(samples,) float32 at the learner's rate -> (windows, dim) live embeddings from a fresh stream state."""
+    windows = _windows(np.asarray(audio, dtype=np.float32), learner.sample_rate, stream_id, window_ms, dtype)
+    return _embed_fresh(learner, windows, stream_id)
 
 
 def read_as_capture(path: Path, rate: int, window_ms: int, dtype: str) -> np.ndarray:
@@ -74,14 +79,10 @@ def embed_file(learner, path: Path, window_ms: int, dtype: str) -> tuple[np.ndar
     from streamssl.wire import window_frames
 
     rate = learner.sample_rate
-    audio = read_as_capture(path, rate, window_ms, dtype)
-    vectors = embed_windows(learner, audio, path.name, window_ms, dtype) if len(audio) else np.zeros((0, learner.dim))
+    windows = _windows(read_as_capture(path, rate, window_ms, dtype), rate, path.name, window_ms, dtype)
     frames = window_frames(rate, window_ms)
-    rows = [
-        WindowRow(str(path), path.name, seq, start / rate, min(frames, len(audio) - start) / rate)
-        for seq, start in enumerate(range(0, len(audio), frames))
-    ]
-    return vectors.astype(np.float32), rows
+    rows = [WindowRow(str(path), w.stream_id, w.seq, w.seq * frames / rate, w.duration_s) for w in windows]
+    return _embed_fresh(learner, windows, path.name), rows
 
 
 def file_embedding(learner, path: Path, window_ms: int, dtype: str) -> np.ndarray:
