@@ -32,9 +32,8 @@ from streamssl.evaluation.dataset import generate_speech  # noqa: E402
 from streamssl.evaluation.probe import (  # noqa: E402
     effective_rank, learner_embedder, linear_probe, pooled_logmel, random_init_like, transfer_split,
 )
-from streamssl.evaluation.reference import recorded_speech  # noqa: E402
+from streamssl.evaluation.reference import learn_online, recorded_speech  # noqa: E402
 from streamssl.learning.learner import OnlineLearner  # noqa: E402
-from streamssl.wire import AudioWindow, to_pcm16  # noqa: E402
 
 OLD = {
     "augment": "objectives.augment=mild", "apc": "objectives.apc_target=input",
@@ -53,10 +52,7 @@ RECIPES = {
 
 def train(cfg, windows: int, seed: int) -> OnlineLearner:
     learner = OnlineLearner(cfg, device="cpu")
-    audio = recorded_speech(seed, windows / 2, 16000)
-    for i in range(windows):
-        pcm = to_pcm16(audio[i * 8000:(i + 1) * 8000, None])
-        learner.update([AudioWindow("speech", i, (i + 1) * 500_000_000, 16000, pcm)])
+    learn_online(learner, recorded_speech(seed, windows / 2, 16000))
     return learner
 
 

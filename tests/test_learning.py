@@ -45,9 +45,8 @@ from streamssl.evaluation.dataset import generate_speech
 from streamssl.evaluation.probe import (
     effective_rank, learner_embedder, linear_probe, pooled_logmel, random_init_like, transfer_split,
 )
-from streamssl.evaluation.reference import recorded_speech
+from streamssl.evaluation.reference import learn_online, recorded_speech
 from streamssl.learning.learner import OnlineLearner
-from streamssl.wire import AudioWindow, to_pcm16
 from support import REPO
 
 RATE = 16000
@@ -65,15 +64,9 @@ def probe_set(tmp_path_factory):
 
 def _train() -> tuple[OnlineLearner, dict[str, np.ndarray]]:
     learner = OnlineLearner(config.load(REPO / "tests" / "configs" / "small.toml"), device="cpu")
-    audio = recorded_speech(0, STEPS * WINDOW / RATE, RATE)
-    curves: dict[str, list[float]] = {"apc": [], "cpc": [], "moco": []}
-    for seq in range(STEPS):
-        pcm = to_pcm16(audio[seq * WINDOW:(seq + 1) * WINDOW, None])
-        stats = learner.update([AudioWindow("speech", seq, (seq + 1) * 500_000_000, RATE, pcm)])
-        assert not stats.skipped, f"step {seq} skipped: {stats.losses}"
-        for k in curves:
-            curves[k].append(stats.losses[k])
-    return learner, {k: np.asarray(v) for k, v in curves.items()}
+    steps = learn_online(learner, recorded_speech(0, STEPS * WINDOW / RATE, RATE))
+    assert len(steps) == STEPS and not any(s.skipped for s in steps), "every step taken"
+    return learner, {k: np.asarray([s.losses[k] for s in steps]) for k in ("apc", "cpc", "moco")}
 
 
 def _scores(x: np.ndarray, labels: np.ndarray, across: np.ndarray) -> np.ndarray:

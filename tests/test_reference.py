@@ -8,9 +8,8 @@ import torch
 
 from streamssl import config
 from streamssl.config import ConfigError
-from streamssl.evaluation.reference import recorded_speech, train_reference
+from streamssl.evaluation.reference import learn_online, recorded_speech, train_reference
 from streamssl.learning.learner import OnlineLearner
-from streamssl.wire import AudioWindow, to_pcm16
 from support import REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -20,9 +19,7 @@ def _online(steps: int, seed: int = 3) -> tuple[OnlineLearner, np.ndarray]:
     cfg = config.load(REPO / "tests" / "configs" / "small.toml", [f"capture.seed={seed}"])
     learner = OnlineLearner(cfg)
     audio = recorded_speech(seed, steps * 0.5, 16000)
-    for i in range(steps):
-        block = audio[i * 8000:(i + 1) * 8000]
-        learner.update([AudioWindow("live", i, (i + 1) * 500_000_000, 16000, to_pcm16(block[:, None]))])
+    learn_online(learner, audio, stream_id="live")
     return learner, audio
 
 

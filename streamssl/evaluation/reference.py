@@ -42,6 +42,23 @@ def recorded_speech(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
     return np.concatenate(out)[:need].astype(np.float32)
 
 
+def learn_online(learner, audio: np.ndarray, stream_id: str = "speech", window_ms: int = 500) -> list:
+    """Feed ``audio`` to ``learner`` as one live stream: int16 capture windows, one ``update`` each.
+
+    What the daemon does per arrival at real-time pace, without sockets: the quick way for
+    tests and benchmarks to get a model trained online. Returns every ``StepStats``.
+    """
+    from streamssl.wire import AudioWindow, to_pcm16, window_frames
+
+    rate = learner.sample_rate
+    n = window_frames(rate, window_ms)
+    stats = []
+    for seq in range(len(audio) // n):
+        pcm = to_pcm16(audio[seq * n:(seq + 1) * n, None])
+        stats.append(learner.update([AudioWindow(stream_id, seq, (seq + 1) * window_ms * 1_000_000, rate, pcm)]))
+    return stats
+
+
 def train_reference(online, device: str = "cpu", seed: int | None = None):
     """A fresh ``OnlineLearner`` trained offline on shuffled examples of the audio ``online`` saw."""
     from streamssl.learning.learner import OnlineLearner
