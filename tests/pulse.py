@@ -105,6 +105,23 @@ class PulseServer:
             )
         return proc
 
+    def pactl(self, *args: str) -> str:
+        r = subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError(f"pactl {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def unplug(self) -> None:
+        """Take the virtual microphone away, as when a USB microphone is pulled out: the
+        null sink (and its monitor source) is unloaded and open record streams die."""
+        self.pactl("unload-module", "module-null-sink")
+
+    def plug_in(self, rate: int = 16000) -> None:
+        """Bring the virtual microphone back under the same name and make it the default again."""
+        self.pactl("load-module", "module-null-sink", "sink_name=virt", f"rate={rate}", "channels=1", "format=s16le")
+        self.pactl("set-default-sink", "virt")
+        self.pactl("set-default-source", "virt.monitor")
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -90,3 +90,58 @@ def test_mic_capture_receives_what_was_played(pulse, tmp_path):
     assert peak > THRESHOLD
     assert control_peak < CONTROL_MAX
     assert metric(samples, "streamssl_capture_windows_sent_total", stream="mic-test") >= len(windows)
+
+
+@pytest.mark.e2e
+def test_microphone_that_disappears_and_returns_is_reopened_as_a_new_session(pulse, tmp_path):
+    """A microphone unplugged for a few seconds and plugged in again (the PulseAudio null
+    sink unloaded and loaded) must not end the capture: the daemon counts the failure and
+    the time away, reopens the device with its backoff, and the audio after the return
+    comes as a new session from seq 0, so the learner sees a restart and not a gap storm."""
+    endpoint, mport = free_endpoint(), free_port()
+    sock = pull_socket(endpoint)
+    cap = start_streamssl(
+        "capture", "--source", "mic", "--connect", endpoint, "--window-ms", "100", "--metrics-port", str(mport),
+        "--stream-id", "unplugged", log_path=tmp_path / "capture.log", env=pulse.env,
+    )
+    windows = []
+
+    def receive(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if sock.poll(100):
+                windows.append(decode_audio(sock.recv_multipart()))
+
+    away_s = 3.0
+    try:
+        wait_until(lambda: (receive(0.2), len(windows) >= 5)[1] or cap.poll() is not None, 30,
+                   message="first windows from the microphone")
+        first = windows[0].session
+        pulse.unplug()
+        try:
+            wait_until(lambda: metric(scrape(mport), "streamssl_capture_up", stream="unplugged") == 0, 20,
+                       message="capture to notice the microphone is gone")
+            receive(away_s)
+        finally:
+            pulse.plug_in()
+        before_return = len(windows)
+        # Backoff doubles from 0.5 s; after a few seconds away the next attempt is at most ~8 s off.
+        wait_until(lambda: (receive(0.2), any(w.session != first for w in windows))[1] or cap.poll() is not None,
+                   40, message="windows from the microphone after it came back")
+        receive(1.0)
+        samples = scrape(mport)
+        alive = cap.poll() is None
+    finally:
+        rc = stop(cap)
+        sock.close(0)
+    assert alive, "capture exited when the microphone went away"
+    assert rc == 0
+    sessions = list(dict.fromkeys(w.session for w in windows))
+    assert len(sessions) >= 2 and sessions[0] == first
+    for s in sessions:  # every session numbers its windows from 0 without holes
+        seqs = [w.seq for w in windows if w.session == s]
+        assert seqs == list(range(len(seqs))), f"session {s:016x}: seqs {seqs[:5]}..."
+    assert len(windows) - before_return >= 5, "audio did not resume"
+    assert metric(samples, "streamssl_capture_source_errors_total", stream="unplugged") >= 1
+    assert metric(samples, "streamssl_capture_up", stream="unplugged") == 1
+    assert metric(samples, "streamssl_capture_source_gap_seconds_total", stream="unplugged") >= away_s

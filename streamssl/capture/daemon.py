@@ -200,17 +200,30 @@ class Capture:
                     break
                 if away_since is None:
                     away_since = last_audio
-                if self._stop.wait(backoff):
+                backoff = self._reopen(backoff)
+                if backoff is None:
                     break
-                backoff = min(2 * backoff, RESTART_BACKOFF_MAX_S)
-                try:
-                    self.source = self.make_source()
-                    log.info("source %s reopened", c.source)
-                except Exception as exc2:  # noqa: BLE001
-                    log.error("source %s cannot be reopened: %s", c.source, exc2)
         self.source.close()
         m.up.labels(self.stream).set(0)
         self._source_done.set()
+
+    def _reopen(self, backoff: float) -> float | None:
+        """Wait ``backoff``, doubling per failed attempt, until a new source opens; return the
+        next backoff, or None when the daemon is stopping. A failed open is counted like a
+        failed read: the closed source is never read again (it would only fail once more)."""
+        c, m = self.cfg.capture, self.metrics
+        while not self._stop.wait(backoff):
+            backoff = min(2 * backoff, RESTART_BACKOFF_MAX_S)
+            try:
+                self.source = self.make_source()
+            except Exception as exc:  # noqa: BLE001 - the device or server may still be away
+                self.source_errors += 1
+                m.source_errors.labels(self.stream).inc()
+                log.error("source %s cannot be reopened (next try in %.1f s): %s", c.source, backoff, exc)
+                continue
+            log.info("source %s reopened", c.source)
+            return backoff
+        return None
 
     def _enqueue(self, w: AudioWindow) -> bool:
         if self.lossless:
