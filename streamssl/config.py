@@ -125,7 +125,7 @@ class TransportConfig:
 
     hwm: int = _f(1000, check=positive, doc="send/receive high-water mark, in messages")
     linger_ms: int = _f(200, check=non_negative, doc="how long close() waits for unsent messages")
-    max_message_bytes: int = _f(16 * 1024 * 1024, check=positive, doc="larger messages are refused by libzmq")
+    max_message_bytes: int = _f(16 * 1024 * 1024, check=positive, doc="larger messages are rejected and counted (too_large); beyond 4x this libzmq drops the sender's connection")
     heartbeat_ms: int = _f(2000, check=non_negative, doc="dead-peer check interval: ZMTP heartbeats on PUB/SUB, TCP keepalive on PUSH/PULL (0 = off)")
     reconnect_max_ms: int = _f(2000, check=non_negative, doc="cap on reconnect back-off")
     curve_secret_key: str = _f("", check=existing_file_or_empty, doc="own secret certificate (streamssl keys)")

@@ -1,7 +1,7 @@
 """ZeroMQ sockets with every option set on purpose.
 
 libzmq's defaults suit none of our daemons: LINGER is infinite (a daemon would hang at
-exit), reconnect back-off is uncapped, receivers accept messages of any size, and dead
+exit), reconnect back-off is uncapped, receivers accept messages of any size (here: bounded, see ``LIBZMQ_CEILING``), and dead
 TCP peers are never noticed. ``make_socket`` sets them all, binds or connects
 explicitly, and refuses to bind beyond loopback without CURVE unless told to.
 
@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 
 _RECEIVERS = {zmq.PULL, zmq.SUB, zmq.XSUB, zmq.XPUB, zmq.ROUTER, zmq.DEALER, zmq.PAIR}
 _BACKPRESSURED = {zmq.PUSH, zmq.PULL}  # see the module docstring: no ZMTP heartbeats here
+# Receivers take messages up to this many times ``max_message_bytes`` into memory, so a
+# message over the limit reaches the application and is rejected *and counted* with its
+# reason (``too_large``). Past the ceiling libzmq itself cuts the sender's connection
+# before buffering the message (``ZMQ_MAXMSGSIZE``): memory stays bounded, and the cut is
+# visible only as a disconnect (libzmq reports no reason), which the learner counts.
+LIBZMQ_CEILING = 4
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -63,7 +69,7 @@ def make_socket(
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, cfg.reconnect_max_ms)
     if kind in _RECEIVERS:
-        sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
+        sock.setsockopt(zmq.MAXMSGSIZE, LIBZMQ_CEILING * cfg.max_message_bytes)
     if cfg.heartbeat_ms and kind in _BACKPRESSURED:
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, max(1, cfg.heartbeat_ms // 1000))

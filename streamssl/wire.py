@@ -110,6 +110,7 @@ class Reason(str, enum.Enum):
     NONFINITE = "non_finite"
     RANGE = "out_of_range"
     SHAPE = "bad_shape"
+    TOO_LARGE = "too_large"
 
 
 class WireError(ValueError):
@@ -275,8 +276,15 @@ def _unpack_header(frame, expected: Kind) -> tuple:
     return fields
 
 
-def decode_audio(frames: Sequence) -> AudioWindow:
-    """Parse ``[header, payload]`` into an AudioWindow whose samples view the payload."""
+def decode_audio(frames: Sequence, max_bytes: int | None = None) -> AudioWindow:
+    """Parse ``[header, payload]`` into an AudioWindow whose samples view the payload.
+
+    ``max_bytes`` bounds the whole message (``transport.max_message_bytes``): a larger one
+    is rejected before any of it is parsed."""
+    if max_bytes is not None:
+        size = sum(len(_buffer(f)) for f in frames)
+        if size > max_bytes:
+            raise WireError(Reason.TOO_LARGE, f"message is {size} bytes, the limit is {max_bytes}")
     if len(frames) != 2:
         raise WireError(Reason.FRAMES, f"audio message has {len(frames)} frames, expected 2")
     (_, _, _, dtype, channels, sid, session, seq, cap_ns, sent_ns, rate, n, _, _, flags) = _unpack_header(

@@ -188,3 +188,15 @@ def test_window_frames_and_stream_id_rule_are_shared_with_config():
     assert wire.stream_id_problem(too_long) and wire.stream_id_problem("")
     with pytest.raises(config.ConfigError, match="capture.stream_id"):
         config.load(None, [f"capture.stream_id={too_long}"])
+
+
+def test_a_message_over_the_size_limit_is_rejected_before_it_is_parsed():
+    frames = _good_audio()
+    size = sum(len(f) for f in frames)
+    assert wire.decode_audio(frames, max_bytes=size).seq == wire.decode_audio(frames).seq
+    with pytest.raises(WireError) as err:
+        wire.decode_audio(frames, max_bytes=size - 1)
+    assert err.value.reason is Reason.TOO_LARGE
+    with pytest.raises(WireError) as err:  # size first: a huge message of garbage is "too large", not "bad magic"
+        wire.decode_audio([b"x" * 100, b"y"], max_bytes=50)
+    assert err.value.reason is Reason.TOO_LARGE

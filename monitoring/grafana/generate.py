@@ -138,8 +138,11 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
         ("Bytes sent", "Bps", "timeseries", "", [
             t(f"sum by (stream) (rate(streamssl_capture_sent_bytes_total[{RI}]))", "{{stream}}"),
         ]),
-        ("Rejected messages by reason", "ops", "timeseries", "Malformed or stale messages the learner refused.", [
+        ("Rejected messages by reason", "ops", "timeseries",
+         "Malformed, stale or oversized messages the learner refused; disconnects include senders libzmq cut off"
+         " for a message beyond 4x transport.max_message_bytes.", [
             t(f"sum by (reason) (rate(streamssl_learner_messages_rejected_total[{RI}]))", "{{reason}}"),
+            t(f"rate(streamssl_learner_audio_disconnects_total[{RI}])", "audio disconnects"),
         ]),
         ("Sequence gaps and sessions", "none", "timeseries",
          "Gaps in a stream's seq, windows missing inside them, capture (re)starts.", [

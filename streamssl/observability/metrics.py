@@ -81,6 +81,11 @@ class LearnerMetrics:
         self.rejected = Counter(
             "streamssl_learner_messages_rejected", "Malformed messages rejected, by reason", ["reason"], registry=r
         )
+        self.disconnects = Counter(
+            "streamssl_learner_audio_disconnects",
+            "Audio connections closed: a capture that stopped, a dead peer, or a sender libzmq cut off for a message"
+            " beyond the size ceiling (transport.max_message_bytes x 4)", registry=r,
+        )
         self.seq_gaps = Counter(
             "streamssl_learner_sequence_gaps", "Gaps in a stream's seq (each gap once)", ["stream"], registry=r
         )

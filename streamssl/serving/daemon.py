@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streamssl import __version__, wire
 from streamssl.learning import checkpoint
@@ -54,6 +55,7 @@ class LearnerDaemon:
         self.intake = Intake(
             self.metrics, cfg.learner.max_backlog, on_new_session=self.learner.reset_stream,
             max_streams=cfg.learner.max_streams, idle_s=cfg.learner.stream_idle_s, on_evict=self.learner.reset_stream,
+            max_message_bytes=cfg.transport.max_message_bytes,
         )
         self.probe = ProbeSet(cfg.drift.probe_size, cfg.features.sample_rate)
         self.rtf = RealtimeFactor()
@@ -113,8 +115,11 @@ class LearnerDaemon:
         audio = make_socket(ctx, zmq.PULL, cfg.transport, bind=cfg.learner.audio_bind)
         pub = make_socket(ctx, zmq.PUB, cfg.transport, bind=cfg.learner.embeddings_bind)
         server = serve(self.metrics.registry, cfg.learner.metrics_host, cfg.learner.metrics_port)
+        # Disconnects are the only trace of a message libzmq refused (beyond its size ceiling).
+        monitor = audio.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         poller = zmq.Poller()
         poller.register(audio, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         log.info(
             "learning: audio %s, embeddings %s, metrics %s:%d, step %d",
             cfg.learner.audio_bind, cfg.learner.embeddings_bind, cfg.learner.metrics_host, cfg.learner.metrics_port,
@@ -123,14 +128,19 @@ class LearnerDaemon:
         try:
             while not self._stop.is_set():
                 wait_ms = 0 if self.intake.backlog else 100
-                if poller.poll(wait_ms):
+                ready = dict(poller.poll(wait_ms))
+                if audio in ready:
                     self._drain(audio)
+                if monitor in ready:
+                    self._count_disconnects(monitor)
                 batch = self.intake.take(cfg.learner.max_backlog)  # serve everything queued; learn from a sample
                 if batch:
                     self._process(batch, pub)
                 self._housekeeping()
         finally:
             self.save_checkpoint()
+            audio.disable_monitor()
+            monitor.close(0)
             audio.close(0)
             pub.close(cfg.transport.linger_ms)
             if auth is not None:
@@ -150,6 +160,12 @@ class LearnerDaemon:
             window = self.intake.offer(parts)
             if window is not None:
                 self.probe.offer(window)
+
+    def _count_disconnects(self, monitor: zmq.Socket) -> None:
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.metrics.disconnects.inc()
 
     def _process(self, batch: list[wire.AudioWindow], pub: zmq.Socket) -> None:
         m = self.metrics

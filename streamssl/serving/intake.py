@@ -55,7 +55,7 @@ class Intake:
     def __init__(
         self, metrics: LearnerMetrics, max_backlog: int, on_new_session: Callable[[str], None] = lambda sid: None,
         *, max_streams: int = 256, idle_s: float = 0.0, on_evict: Callable[[str], None] = lambda sid: None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, max_message_bytes: int | None = None,
     ):
         self.metrics = metrics
         self.max_backlog = max_backlog
@@ -64,6 +64,7 @@ class Intake:
         self.idle_s = idle_s
         self.on_evict = on_evict
         self._clock = clock
+        self.max_message_bytes = max_message_bytes
         self.backlog: collections.deque[AudioWindow] = collections.deque()
         self.streams: collections.OrderedDict[str, StreamState] = collections.OrderedDict()  # least recently active first
         for reason in REJECT_REASONS:  # series exist at 0 so dashboards and alerts have data
@@ -75,7 +76,7 @@ class Intake:
     def offer(self, frames: Sequence) -> AudioWindow | None:
         """Validate one message and queue it; returns the window or None if rejected."""
         try:
-            window = wire.decode_audio(frames)
+            window = wire.decode_audio(frames, self.max_message_bytes)
         except WireError as exc:
             self.metrics.rejected.labels(exc.reason.value).inc()
             log.warning("rejected audio message: %s", exc)
