@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
-DEB_PACKAGES := libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng sox ffmpeg prometheus
+DEB_PACKAGES := libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng sox ffmpeg prometheus iproute2 util-linux
 SECONDS ?= 60
 EVAL_SECONDS ?= 600
 # install-units: where the rendered systemd units go (DESTDIR stages a package root) and
