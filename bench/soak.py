@@ -132,6 +132,7 @@ def main() -> int:
         for i in range(args.streams)
     ]
     samples = []
+    scrape_failures = 0
     t0 = time.monotonic()
     print(f"soak: {args.streams} streams for {args.minutes:g} min, logs in {log_dir}", flush=True)
     try:
@@ -140,7 +141,12 @@ def main() -> int:
             if learner.poll() is not None:
                 print(f"learner exited {learner.returncode}", file=sys.stderr)
                 break
-            s = scrape(mport)
+            try:
+                s = scrape(mport, timeout=15)
+            except OSError as exc:  # a learner too busy to answer /metrics is itself a finding
+                scrape_failures += 1
+                print(f"/metrics did not answer: {exc}", flush=True)
+                continue
             lat = listener.take()
             row = {
                 "t_min": (time.monotonic() - t0) / 60,
@@ -151,6 +157,8 @@ def main() -> int:
                 "latency_ms": lat,
                 "subscriber_gaps": listener.gaps,
                 **{k: metric(s, name) for k, name in COUNTERS.items()},
+                "drift_by_signal": {sig: metric(s, COUNTERS["drift_detections"], signal=sig)
+                                    for sig in ("input", "embedding", "loss")},
             }
             samples.append(row)
             p99 = float(np.percentile(lat, 99)) if lat else float("nan")
@@ -198,10 +206,12 @@ def main() -> int:
     drift_after_warmup = (samples[-1]["drift_detections"] - late[0]["drift_detections"]) if late else None
     print(f"\nlearner RSS slope after {args.warmup_min:g} min: {slope:+.1f} MB/hour; drift detections after warm-up: "
           f"{drift_after_warmup}; subscriber gaps {samples[-1]['subscriber_gaps']}; learner missing windows "
-          f"{samples[-1]['missing']:.0f}; captures alive at the end {samples[-1]['captures_alive']}/{args.streams}")
+          f"{samples[-1]['missing']:.0f}; captures alive at the end {samples[-1]['captures_alive']}/{args.streams};"
+          f" drift by signal {samples[-1]['drift_by_signal']}; /metrics unanswered {scrape_failures}x")
     result = {
         "streams": args.streams, "minutes": float(t[-1]), "config": args.config, "cpus": os.cpu_count(),
         "rss_slope_mb_per_hour": slope, "drift_detections_after_warmup": drift_after_warmup,
+        "drift_by_signal": samples[-1]["drift_by_signal"], "metrics_scrape_failures": scrape_failures,
         "segments": segments,
         "samples": [{k: v for k, v in r.items() if k != "latency_ms"} for r in samples],
     }

@@ -309,3 +309,16 @@ def test_effective_rank_falls_when_the_learners_encoder_is_forced_to_one_directi
     assert healthy > 4
     assert one_direction < 0.5 * healthy
     assert constant < 2  # the alert's floor; the GRU's start-up transient from z = 0 is all that varies
+
+
+@pytest.mark.parametrize("shape", [(256, 1024), (300, 40), (8, 8)])
+def test_gram_singular_values_match_the_svd(shape):
+    from streamssl.observability.signals import singular_values
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape) * np.geomspace(1.0, 1e-3, shape[1])  # a spread of scales, like real embeddings
+    np.testing.assert_allclose(singular_values(x)[: min(shape)], np.linalg.svd(x, compute_uv=False),
+                               rtol=1e-6, atol=1e-6 * np.linalg.norm(x, 2))
+    s = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    p = s / s.sum() + 1e-12
+    assert effective_rank(x, unit_rows=False) == pytest.approx(float(np.exp(-(p * np.log(p)).sum())), rel=1e-6)

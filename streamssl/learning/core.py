@@ -32,10 +32,11 @@ from torch import nn
 
 from streamssl.config import Config
 from streamssl.learning.device import autocast, resolve_device
+from streamssl.learning.embedder import Embedder
 from streamssl.learning.features import LogMel, Normaliser
 from streamssl.learning.models import Backbone, BackboneState, ProjectionHead, build_backbone
 from streamssl.learning.objectives import APC, CPC, OBJECTIVES, MoCo
-from streamssl.learning.readout import pool, readout_dim
+from streamssl.learning.readout import readout_dim
 from streamssl.learning.views import ViewMaker, key_samples
 
 
@@ -116,25 +117,20 @@ class LearnerCore:
         """(B, S) audio -> normalised log-mel (B, T, F)."""
         return self.normaliser(self.logmel(audio))
 
-    @torch.no_grad()
+    @property
+    def embedder(self) -> Embedder:
+        """Embedding with the training modules themselves, as they are now (no copy)."""
+        return Embedder(self.logmel, self.normaliser, self.backbone, self.device, self.step_count)
+
     def embed_frames(
         self, mel: torch.Tensor, states: list[BackboneState]
     ) -> tuple[torch.Tensor, torch.Tensor, list[BackboneState]]:
         """Raw log-mel (G, T, F) of G streams with equal ``batch_key`` -> embeddings (G, dim), c (G, T, frame_dim), new states."""
-        state = self.backbone.stack_states(states, like=mel)
-        with autocast(self.device):
-            z, c, state = self.backbone(self.normaliser(mel), state)
-        return pool(z, c, mel), c.float(), self.backbone.split_state(state)
+        return self.embedder.embed_frames(mel, states)
 
-    @torch.no_grad()
     def embed_clips(self, audio: torch.Tensor) -> torch.Tensor:
         """(n, S) audio, each clip from a fresh state -> embeddings (n, dim)."""
-        mel = self.logmel(audio)
-        if mel.shape[1] == 0:
-            return audio.new_zeros(audio.shape[0], self.dim)
-        with autocast(self.device):
-            z, c, _ = self.backbone(self.normaliser(mel))
-        return pool(z, c, mel)
+        return self.embedder.embed_clips(audio)
 
     # --- learning -----------------------------------------------------------------
 

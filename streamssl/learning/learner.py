@@ -19,6 +19,13 @@ A window that goes to both (the daemon's path, ``process``) is prepared once wit
 ``prepare`` and passed as a ``PreparedWindow``; a plain ``AudioWindow`` is prepared on
 the spot, which is right when it goes to only one of them.
 
+Serving beside training: after ``serve_from_copy()`` every embedding is made with
+``streamssl.learning.embedder.ServingWeights`` (a copy of the weights that
+``publish_weights()`` refreshes after each step), so a training thread can run
+``update`` while another thread embeds; the learner daemon does this. Per-stream
+streaming state (``prepare``, ``embed``) then belongs to the serving thread and the
+training history (``update``) to the training thread.
+
 Randomness: the core's torch generator (augmentations, CPC negatives) and a numpy
 generator here (replay sampling), both saved in the state, so a resumed learner
 continues bit-for-bit.
@@ -27,8 +34,9 @@ continues bit-for-bit.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +44,7 @@ from torch import nn
 
 from streamssl.config import Config
 from streamssl.learning.core import LearnerCore
+from streamssl.learning.embedder import Embedder, ServingWeights
 from streamssl.learning.objectives import stream_hash
 from streamssl.learning.replay import ReplayBuffer
 from streamssl.learning.stream import PreparedWindow, StreamState
@@ -74,6 +83,7 @@ class OnlineLearner:
         key_dim = cfg.model.projection_dim if cfg.objectives.moco_weight > 0 else 0
         self.replay = ReplayBuffer(lc.replay_size, self.example_samples, lc.replay_policy, self._rng, key_dim)
         self._streams: dict[str, StreamState] = {}
+        self.serving: ServingWeights | None = None  # see serve_from_copy
 
     # --- read-only views ----------------------------------------------------------
 
@@ -128,6 +138,23 @@ class OnlineLearner:
 
     # --- inference ----------------------------------------------------------------
 
+    def serve_from_copy(self) -> None:
+        """Embed from now on with a copy of the weights that ``publish_weights`` refreshes (module docstring)."""
+        self.serving = ServingWeights(self.core.embedder)
+
+    def publish_weights(self) -> None:
+        """Hand the weights of the step just taken to serving (called by the training thread)."""
+        if self.serving is not None:
+            self.serving.publish(self.core.embedder)
+
+    @contextmanager
+    def _embedder(self) -> Iterator[Embedder]:
+        if self.serving is None:
+            yield self.core.embedder
+        else:
+            with self.serving.use() as embedder:
+                yield embedder
+
     @torch.no_grad()
     def embed(self, windows: Sequence[AudioWindow | PreparedWindow]) -> list[EmbeddingFrame]:
         """One EmbeddingFrame per window, in order, from the current weights and each stream's state.
@@ -138,42 +165,43 @@ class OnlineLearner:
         exactly what running it alone would give; a daemon with many streams makes a few
         batched calls instead of one call per window.
         """
-        core = self.core
         prepared = self._prepared(windows)
         pending = [(i, p, p.stream.mel(p, self.device)) for i, p in enumerate(prepared)]  # (index, window, raw log-mel (T, F))
         results: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (embedding (dim,), c (T, frame_dim))
-        while pending:
-            group, deferred, taken, group_key = [], [], set(), None
-            for item in pending:
-                _, p, x = item
-                key = (x.shape[0], core.backbone.batch_key(p.stream.backbone))
-                if p.stream in taken or (group and key != group_key):
-                    deferred.append(item)
-                else:
-                    group.append(item)
-                    group_key = key
-                taken.add(p.stream)  # later windows of this stream wait for the next round
-            self._embed_group(group, results)
-            pending = deferred
+        with self._embedder() as embedder:  # one step's weights for the whole call
+            while pending:
+                group, deferred, taken, group_key = [], [], set(), None
+                for item in pending:
+                    _, p, x = item
+                    key = (x.shape[0], embedder.backbone.batch_key(p.stream.backbone))
+                    if p.stream in taken or (group and key != group_key):
+                        deferred.append(item)
+                    else:
+                        group.append(item)
+                        group_key = key
+                    taken.add(p.stream)  # later windows of this stream wait for the next round
+                self._embed_group(embedder, group, results)
+                pending = deferred
+            step = embedder.step
         out = []
         per_frame = self.cfg.learner.per_frame_embeddings
         for i, p in enumerate(prepared):
             pooled, c = results[i]
             w = p.window
             out.append(EmbeddingFrame(
-                w.stream_id, w.seq, w.capture_ns, self.step, pooled.cpu().numpy().astype(np.float32),
+                w.stream_id, w.seq, w.capture_ns, step, pooled.cpu().numpy().astype(np.float32),
                 session=w.session, frame_embeddings=c.cpu().numpy().astype(np.float32) if per_frame else None,
             ))
         return out
 
-    def _embed_group(self, group: list, results: dict) -> None:
+    def _embed_group(self, embedder: Embedder, group: list, results: dict) -> None:
         """Run one round's windows (distinct streams, equal shapes) through the backbone at once."""
         mel = torch.stack([m for _, _, m in group])  # (G, T, F)
         if mel.shape[1] == 0:  # too short to finish a frame: publish the last embedding, state unchanged
             for i, p, _ in group:
                 results[i] = (p.stream.last, mel.new_zeros(0, self.core.frame_dim))
             return
-        pooled, c, states = self.core.embed_frames(mel, [p.stream.backbone for _, p, _ in group])
+        pooled, c, states = embedder.embed_frames(mel, [p.stream.backbone for _, p, _ in group])
         for (i, p, _), vec, frames, state in zip(group, pooled, c, states):
             p.stream.backbone = state
             p.stream.last = vec.clone()  # not a view: it would keep the whole group's output alive
@@ -183,7 +211,8 @@ class OnlineLearner:
     def embed_segments(self, audio: np.ndarray) -> np.ndarray:
         """(n, samples) float32 at features.sample_rate -> (n, dim) pooled embeddings, each from a fresh state."""
         x = torch.as_tensor(np.asarray(audio, dtype=np.float32)).to(self.device)
-        return self.core.embed_clips(x).cpu().numpy()
+        with self._embedder() as embedder:
+            return embedder.embed_clips(x).cpu().numpy()
 
     # --- learning -----------------------------------------------------------------
 
@@ -267,6 +296,7 @@ class OnlineLearner:
             self._stream(sid).load_state_dict(s, self.device)
         self._rng.bit_generator.state = _np_state_from_plain(sd["replay_rng"])
         self.audio_seconds = float(sd.get("audio_seconds", 0.0))
+        self.publish_weights()
 
 
 def _np_state_to_plain(state: dict) -> dict:

@@ -1,11 +1,15 @@
 """The learner daemon: sockets and bookkeeping around ``OnlineLearner``.
 
-One loop, no threads of its own: drain every audio message that arrived (the intake
-validates, tracks sequences and bounds the backlog), take what queued up as one batch,
-publish its embeddings *first* (subscribers' latency excludes the backward pass), then
-take one optimizer step, feed the drift monitor, and checkpoint on an interval. Input
-can never crash it: a bad message is a counted rejection, a non-finite loss a counted
-skipped step, a failed checkpoint write a counted error with the previous one kept.
+The serving loop drains every audio message that arrived (the intake validates, tracks
+sequences and bounds the backlog), takes what queued up as one batch, embeds and
+publishes it, feeds the drift monitor, and checkpoints on an interval. Training runs
+beside it on ``streamssl.serving.trainer.Trainer``'s thread (``learner.serve_while_learning``,
+the default): the loop hands each batch over and goes back to the socket, embedding
+from a copy of the weights that the trainer refreshes after every step, so a window
+never waits for a step in progress. With ``serve_while_learning = false`` the loop takes
+the step itself after publishing. Input can never crash it: a bad message is a counted
+rejection, a non-finite loss a counted skipped step, a failed checkpoint write a counted
+error with the previous one kept.
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ import logging
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import zmq
+from threadpoolctl import threadpool_limits
 from zmq.utils.monitor import recv_monitor_message
 
 from streamssl import __version__, wire
 from streamssl.learning import checkpoint
 from streamssl.config import Config
 from streamssl.serving.intake import Intake
+from streamssl.serving.trainer import Trainer
 from streamssl.observability.metrics import LearnerMetrics, serve
 from streamssl.observability.probe_set import ProbeSet
 from streamssl.observability.throughput import RealtimeFactor
@@ -46,6 +53,9 @@ class LearnerDaemon:
 
         if cfg.learner.threads:
             torch.set_num_threads(cfg.learner.threads)
+        # The daemon's numpy work (drift statistics, the effective rank) is small: with
+        # OpenBLAS threads on a busy CPU a 256 x 1024 SVD took 1-5 s instead of 70 ms.
+        threadpool_limits(limits=1, user_api="blas")
         self.cfg = cfg
         self.metrics = metrics or LearnerMetrics()
         self._stop = threading.Event()
@@ -68,6 +78,10 @@ class LearnerDaemon:
             self._resume()
             self.history = HistoryRecorder(self.checkpoint_dir / "metrics.jsonl")
         self._last_checkpoint = time.monotonic()
+        self.trainer: Trainer | None = None
+        if cfg.learner.serve_while_learning:
+            self.learner.serve_from_copy()
+            self.trainer = Trainer(self.learner, cfg.learner.batch_max, cfg.learner.max_backlog)
         self._torch = torch
         self._init_metrics(str(device))
 
@@ -125,9 +139,11 @@ class LearnerDaemon:
             cfg.learner.audio_bind, cfg.learner.embeddings_bind, cfg.learner.metrics_host, cfg.learner.metrics_port,
             self.learner.step,
         )
+        if self.trainer is not None:
+            self.trainer.start()
         try:
             while not self._stop.is_set():
-                wait_ms = 0 if self.intake.backlog else 100
+                wait_ms = 0 if self.intake.backlog else 20 if self.trainer is not None else 100
                 ready = dict(poller.poll(wait_ms))
                 if audio in ready:
                     self._drain(audio)
@@ -136,8 +152,13 @@ class LearnerDaemon:
                 batch = self.intake.take(cfg.learner.max_backlog)  # serve everything queued; learn from a sample
                 if batch:
                     self._process(batch, pub)
+                if self.trainer is not None:
+                    self._collect_steps()
                 self._housekeeping()
         finally:
+            if self.trainer is not None:
+                self.trainer.stop()
+                self._collect_steps()
             self.save_checkpoint()
             audio.disable_monitor()
             monitor.close(0)
@@ -181,14 +202,29 @@ class LearnerDaemon:
                 pass
             m.embeddings_published.labels(frame.stream_id).inc()
             m.latency.observe(max(0.0, (now - frame.capture_ns) / 1e9))
+        for w in batch:
+            self.drift.observe_window(w.mono_float(), w.sample_rate)
+        if frames:
+            self.drift.observe_embeddings(np.stack([f.embedding for f in frames]))
+        if self.trainer is not None:
+            self.trainer.submit(prepared)
+            return
         stats = self.learner.update(prepared, learn_at_most=self.cfg.learner.batch_max)
+        self._observe_step(stats, sum(w.duration_s for w in batch), time.perf_counter() - started)
+
+    def _collect_steps(self) -> None:
+        """Metrics of the steps the training thread finished since the last call."""
+        self.trainer.check()
+        while not self.trainer.dropped.empty():
+            self.metrics.untrained.labels(self.trainer.dropped.get()).inc()
+        while not self.trainer.results.empty():
+            stats, batch = self.trainer.results.get()
+            self._observe_step(stats, sum(p.window.duration_s for p in batch), stats.duration_s)
+
+    def _observe_step(self, stats, audio_s: float, busy_s: float) -> None:
+        m = self.metrics
         for stream_id in stats.untrained:
             m.untrained.labels(stream_id).inc()
-        busy = time.perf_counter() - started
-        self._observe_step(stats, batch, frames, busy)
-
-    def _observe_step(self, stats, batch, frames, busy_s: float) -> None:
-        m = self.metrics
         if stats.skipped:
             m.nonfinite.inc()
         else:
@@ -204,13 +240,9 @@ class LearnerDaemon:
         m.grad_norm.set(stats.grad_norm)
         m.model_step.set(self.learner.step)
         m.queue_fill.set(self.learner.queue_fill)
-        for w in batch:
-            self.drift.observe_window(w.mono_float(), w.sample_rate)
-        if frames:
-            self.drift.observe_embeddings(np.stack([f.embedding for f in frames]))
-        if self.probe and self.drift.probe_due(self.learner.step):
+        if self.probe and self.drift.probe_due(stats.step):
             self.drift.check_probe(self.learner.embed_segments(self.probe.array()))
-        if self.rtf.observe(sum(w.duration_s for w in batch), busy_s) > 0:
+        if self.rtf.observe(audio_s, busy_s) > 0:
             m.rtf.set(self.rtf.value)
 
     def _housekeeping(self) -> None:
@@ -237,7 +269,8 @@ class LearnerDaemon:
             "drift": self.drift.state_dict(),
         }
         try:
-            path = checkpoint.save(self.learner, self.checkpoint_dir, keep=self.cfg.learner.checkpoint_keep, extra=extra)
+            with self.trainer.lock if self.trainer is not None else nullcontext():  # between two steps
+                path = checkpoint.save(self.learner, self.checkpoint_dir, keep=self.cfg.learner.checkpoint_keep, extra=extra)
         except (OSError, checkpoint.CheckpointError) as exc:
             self.metrics.checkpoint_errors.inc()
             log.error("checkpoint failed, previous one kept: %s", exc)

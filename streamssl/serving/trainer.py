@@ -1,0 +1,94 @@
+"""The training thread of the learner daemon: steps run here, so serving never waits for one.
+
+The daemon's loop receives, embeds and publishes every window on its own thread, then
+``submit``s the prepared windows here. This thread takes everything submitted since its
+last step, runs one ``OnlineLearner.update`` on it (a larger backlog is learned from a
+sample of ``learn_at_most``, exactly as on one thread) and publishes the new weights to
+serving (``OnlineLearner.publish_weights``). Windows that pile up while a step runs are
+bounded by ``max_pending``: beyond it the oldest are left out of training (counted as
+untrained; they were already served).
+
+``lock`` is held for the whole of a step: whoever reads the learner's training state
+from another thread (the checkpoint) takes it and so sees the state between two steps.
+Step results go back to the daemon's thread through ``results`` (the daemon owns the
+metrics and the drift monitor); an exception in a step ends this thread and is re-raised
+on the daemon's thread by ``check``, as it would be on one thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+
+from streamssl.learning.learner import OnlineLearner, StepStats
+from streamssl.learning.stream import PreparedWindow
+
+log = logging.getLogger(__name__)
+
+NICER_BY = 10  # nice levels below the serving loop: ~1/10 of its CPU share when both are runnable
+
+
+class Trainer(threading.Thread):
+    def __init__(self, learner: OnlineLearner, learn_at_most: int, max_pending: int):
+        super().__init__(daemon=True, name="trainer")
+        self.learner = learner
+        self.learn_at_most = learn_at_most
+        self.max_pending = max_pending
+        self.lock = threading.Lock()
+        self.results: queue.SimpleQueue[tuple[StepStats, list[PreparedWindow]]] = queue.SimpleQueue()
+        self.dropped: queue.SimpleQueue[str] = queue.SimpleQueue()  # stream ids left out of training while pending
+        self._pending: collections.deque[PreparedWindow] = collections.deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self.error: BaseException | None = None
+
+    def submit(self, prepared: list[PreparedWindow]) -> None:
+        with self._wake:
+            self._pending.extend(prepared)
+            while len(self._pending) > self.max_pending:
+                self.dropped.put(self._pending.popleft().window.stream_id)
+            self._wake.notify()
+
+    def run(self) -> None:
+        self._lower_priority()
+        try:
+            while True:
+                with self._wake:
+                    while not self._pending and not self._stopping:
+                        self._wake.wait()
+                    if self._stopping:
+                        return
+                    batch = list(self._pending)
+                    self._pending.clear()
+                with self.lock:
+                    stats = self.learner.update(batch, learn_at_most=self.learn_at_most)
+                    self.learner.publish_weights()
+                self.results.put((stats, batch))
+        except BaseException as exc:  # noqa: BLE001 - handed to the daemon's thread
+            log.exception("training step failed")
+            self.error = exc
+
+    def _lower_priority(self) -> None:
+        """Make this thread nicer than the serving loop (Linux schedules threads by their own
+        nice value), so that when both want a core, embedding a window goes first."""
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICER_BY))
+        except (AttributeError, OSError) as exc:  # not Linux, or not permitted: only latency suffers
+            log.info("training thread keeps its priority: %s", exc)
+
+    def check(self) -> None:
+        """Re-raise a step's exception on the caller's thread."""
+        if self.error is not None:
+            raise RuntimeError(f"training thread failed: {self.error!r}") from self.error
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the step in progress (if any) and end; windows still pending are not learned."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self.is_alive():
+            self.join(timeout)
