@@ -248,7 +248,7 @@ class DriftConfig:
 
     probe_size: int = _f(64, check=non_negative)
     check_every: int = _f(50, check=positive, doc="optimizer steps between probe re-embeddings")
-    warmup: int = _f(60, check=in_range(2, 100000), doc="observations per signal that fix its scale before detectors run")
+    warmup: int = _f(60, check=in_range(2, 100000), doc="observations per signal and per stream feeding it that fix its scale before detectors run")
     adwin_delta: float = _f(0.002, check=in_range(1e-9, 1.0), doc="ADWIN confidence (smaller = fewer alarms, later)")
     adwin_clock: int = _f(4, check=in_range(1, 1024), doc="ADWIN tests for a cut every this many observations")
     ph_delta: float = _f(0.75, check=non_negative, doc="Page-Hinkley tolerance, in warm-up standard deviations")

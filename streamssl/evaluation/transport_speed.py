@@ -22,6 +22,7 @@ def _send_ours(endpoint: str, n: int, frames: int, rate: int) -> None:
     import zmq
 
     from streamssl import wire
+    from streamssl.capture.daemon import SEND_COPY
     from streamssl.config import TransportConfig
     from streamssl.transport import make_socket
 
@@ -30,7 +31,7 @@ def _send_ours(endpoint: str, n: int, frames: int, rate: int) -> None:
     samples = (np.random.default_rng(0).standard_normal((frames, 1)) * 3000).astype(np.int16)
     for seq in range(n):
         w = wire.AudioWindow("bench", seq, time.time_ns(), rate, samples, session=1, sent_ns=time.time_ns())
-        sock.send_multipart(wire.encode_audio(w), copy=False)
+        sock.send_multipart(wire.encode_audio(w), copy=SEND_COPY)
     sock.close(linger=10_000)
     ctx.term()
 

@@ -44,13 +44,20 @@ class Channel:
             "page_hinkley": drift.PageHinkley(delta=c.ph_delta, threshold=c.ph_threshold, mode="both"),
         }
 
-    def observe(self, value: float) -> tuple[float | None, list[str]]:
-        """Feed one raw value; returns (z-score or None during warm-up, detectors that fired)."""
+    @property
+    def warming(self) -> bool:
+        return self.mean is None
+
+    def observe(self, value: float, warmup: int | None = None) -> tuple[float | None, list[str]]:
+        """Feed one raw value; returns (z-score or None during warm-up, detectors that fired).
+
+        ``warmup``: observations that fix the scale (default ``cfg.warmup``); the monitor
+        scales it with the number of streams feeding the signal."""
         if not math.isfinite(value):
             return None, []
         if self.mean is None:
             self._warm.append(value)
-            if len(self._warm) >= self.cfg.warmup:
+            if len(self._warm) >= (warmup or self.cfg.warmup):
                 self._fix_scale()
             return None, []
         z = (value - self.mean) / self.std

@@ -17,13 +17,18 @@ What is watched (ARCHITECTURE.md, "Drift and collapse"):
   of a learning model is not "drift" but a sudden jump is.
 
 Each signal is **standardised** before it reaches a detector: its first ``cfg.warmup``
-observations fix a mean and a standard deviation (with a floor, so a silent warm-up
+observations *per stream* fix a mean and a standard deviation (with a floor, so a silent warm-up
 cannot make every later value look enormous), and from then on the detectors see
 z-scores. That makes one set of parameters work for dB, Hz, distances and losses:
 ADWIN's bound has a term that assumes values in [0, 1] and is far too conservative for
 small shifts on raw [0, 1]-scaled features (measured: 20-40 s to notice speech→noise),
 while on z-scores it reacts within seconds; Page-Hinkley's ``delta``/``threshold`` are
-in standard deviations. ADWIN tests for a cut every ``cfg.adwin_clock`` observations
+in standard deviations. The warm-up scales with the streams feeding a signal because
+the daemon feeds one monitor with every stream interleaved: 16 speech streams started
+together all talk through their first 60 windows, the scale then holds no pauses, and
+the mixture that follows read as drift 13 times in 3 minutes of stationary speech
+(0 with 60 windows per stream, the same as one monitor per stream). Streams are counted
+while any input or embedding channel is warming up. ADWIN tests for a cut every ``cfg.adwin_clock`` observations
 (river's default 32 would add up to 16 s of delay at 500 ms windows).
 
 Representation drift is measured directly: the daemon re-embeds a fixed probe set of
@@ -106,6 +111,7 @@ class DriftMonitor:
         self.spread: float = float("nan")
         self.effective_rank: float = float("nan")
         self._batches = 0  # observe_embeddings calls, for cfg.rank_every
+        self._warmup_streams: set[str] = set()  # streams seen while a per-stream signal warms up
         if metrics is not None:
             for s in SIGNALS:
                 for d in DETECTORS:
@@ -119,8 +125,14 @@ class DriftMonitor:
 
     # --- signals ------------------------------------------------------------------
 
+    def _note_streams(self, stream_ids) -> None:
+        if any(self._channels[c].warming for c in CHANNELS if c != "loss"):
+            self._warmup_streams.update(stream_ids)
+
     def _feed(self, channel: str, value: float) -> list[str]:
-        z, fired = self._channels[channel].observe(value)
+        per_stream = channel != "loss"
+        warmup = self.cfg.warmup * max(1, len(self._warmup_streams)) if per_stream else None
+        z, fired = self._channels[channel].observe(value, warmup)
         if z is not None and self.metrics is not None:
             self.metrics.drift_signal.labels(channel).set(z)
         signal = CHANNELS[channel]
@@ -135,16 +147,18 @@ class DriftMonitor:
         self._pending.extend(out)
         return out
 
-    def observe_window(self, samples: np.ndarray, sample_rate: int) -> list[str]:
-        """One mono float window of input audio; returns the detections it caused."""
+    def observe_window(self, samples: np.ndarray, sample_rate: int, stream_id: str = "") -> list[str]:
+        """One mono float window of input audio from ``stream_id``; returns the detections it caused."""
+        self._note_streams((stream_id,))
         st = input_statistics(samples, sample_rate)
         found = self._feed("input_log_energy", st["log_energy_db"])
         found += self._feed("input_centroid", st["spectral_centroid_hz"])
         found += self._feed("input_high_band", st["high_band_db"])
         return sorted(set(found))
 
-    def observe_embeddings(self, emb: np.ndarray) -> list[str]:
-        """New embeddings (n, d): distance of each to the running centroid, then the collapse gauges."""
+    def observe_embeddings(self, emb: np.ndarray, stream_ids=("",)) -> list[str]:
+        """New embeddings (n, d) of ``stream_ids``: distance of each to the running centroid, then the collapse gauges."""
+        self._note_streams(stream_ids)
         emb = np.asarray(emb, dtype=np.float64)
         if emb.ndim == 1:
             emb = emb[None, :]
@@ -252,6 +266,7 @@ class DriftMonitor:
             "previous": t(self._previous),
             "counts": dict(self.counts),
             "last_cka": dict(self.last_cka),
+            "warmup_streams": sorted(self._warmup_streams),
         }
 
     def load_state_dict(self, sd: dict) -> None:
@@ -263,6 +278,7 @@ class DriftMonitor:
         for name, ch in self._channels.items():
             if name in sd.get("channels", {}):
                 ch.load_state_dict(sd["channels"][name])
+        self._warmup_streams = set(sd.get("warmup_streams", []))
         centroid = a(sd.get("centroid"))
         self._centroid = None
         if centroid is not None:

@@ -203,9 +203,9 @@ class LearnerDaemon:
             m.embeddings_published.labels(frame.stream_id).inc()
             m.latency.observe(max(0.0, (now - frame.capture_ns) / 1e9))
         for w in batch:
-            self.drift.observe_window(w.mono_float(), w.sample_rate)
+            self.drift.observe_window(w.mono_float(), w.sample_rate, w.stream_id)
         if frames:
-            self.drift.observe_embeddings(np.stack([f.embedding for f in frames]))
+            self.drift.observe_embeddings(np.stack([f.embedding for f in frames]), [f.stream_id for f in frames])
         if self.trainer is not None:
             self.trainer.submit(prepared)
             return
