@@ -108,6 +108,9 @@ def main() -> int:
     args = p.parse_args()
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="streamssl-soak-"))
     log_dir.mkdir(parents=True, exist_ok=True)
+    if any((log_dir / "checkpoints").glob("*")):  # a resumed learner brings its drift scale and step along
+        print(f"{log_dir / 'checkpoints'} is not empty: a soak starts from a fresh learner", file=sys.stderr)
+        return 2
     audio_ep, emb_ep, mport = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}", free_port()
     cfg = ["--config", args.config, *(a for o in args.overrides for a in ("--set", o))]
     learner = spawn(["learn", *cfg, "--audio-bind", audio_ep, "--embeddings-bind", emb_ep,
