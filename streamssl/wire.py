@@ -18,6 +18,7 @@ many frames a window of ``window_ms`` holds), the PCM scale (``to_pcm16`` /
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -135,6 +136,7 @@ def _encode_stream_id(stream_id: str) -> bytes:
     return stream_id.encode("utf-8")
 
 
+@functools.lru_cache(maxsize=4096)  # stream ids repeat on every message; the cache is bounded
 def _decode_stream_id(raw: bytes) -> str:
     raw = raw.rstrip(b"\x00")
     try:
@@ -291,8 +293,8 @@ def decode_audio(frames: Sequence, max_bytes: int | None = None) -> AudioWindow:
         frames[0], Kind.AUDIO
     )
     try:
-        np_dtype = _NP_DTYPES[Dtype(dtype)]
-    except ValueError:
+        np_dtype = _NP_DTYPES[dtype]  # IntEnum keys: the raw code looks up without building an enum
+    except KeyError:
         raise WireError(Reason.DTYPE, f"dtype code {dtype} is not int16 (1) or float32 (2)") from None
     _check_audio_fields(rate, channels)
     stream_id = _decode_stream_id(sid)
