@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import pytest
-import zmq
 
 from streamssl.capture.espeak import synthesize
 from streamssl.wire import decode_audio
@@ -39,30 +38,36 @@ def ncc_peak(reference: np.ndarray, recording: np.ndarray) -> float:
     return float(np.max(np.abs(dots) / (np.linalg.norm(reference) * window_norm)))
 
 
+def _mic_capture(pulse, tmp_path, stream_id: str):
+    """``streamssl capture --source mic`` (100 ms windows) into a PULL socket here; returns
+    the process, the socket, its metrics port, the windows list and ``receive(seconds)``
+    that appends what arrives in that time."""
+    endpoint, mport = free_endpoint(), free_port()
+    sock = pull_socket(endpoint)
+    cap = start_streamssl(
+        "capture", "--source", "mic", "--connect", endpoint, "--window-ms", "100", "--metrics-port", str(mport),
+        "--stream-id", stream_id, log_path=tmp_path / "capture.log", env=pulse.env,
+    )
+    windows: list = []
+
+    def receive(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if sock.poll(100):
+                windows.append(decode_audio(sock.recv_multipart()))
+
+    return cap, sock, mport, windows, receive
+
+
 @pytest.mark.e2e
 def test_mic_capture_receives_what_was_played(pulse, tmp_path):
     played = synthesize("the quick brown fox jumps over the lazy dog", voice="en-us+m3", sample_rate=RATE)
     control = synthesize("seven green apples under a winter moon", voice="en-gb+f2", sample_rate=RATE)
     played, control = 0.8 * played / np.abs(played).max(), 0.8 * control / np.abs(control).max()
 
-    endpoint, mport = free_endpoint(), free_port()
-    sock = pull_socket(endpoint)
-    cap = start_streamssl(
-        "capture", "--source", "mic", "--connect", endpoint, "--window-ms", "100", "--metrics-port", str(mport),
-        "--stream-id", "mic-test", log_path=tmp_path / "capture.log", env=pulse.env,
-    )
-    windows = []
+    cap, sock, mport, windows, receive = _mic_capture(pulse, tmp_path, "mic-test")
     try:
         # The device is live once windows arrive (the first callback can take 1-2 s).
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-
-        def receive(seconds: float) -> None:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                if poller.poll(100):
-                    windows.append(decode_audio(sock.recv_multipart()))
-
         wait_until(lambda: (receive(0.2), len(windows) >= 3)[1] or cap.poll() is not None, 30,
                    message="first windows from the microphone")
         assert cap.poll() is None, "capture exited before audio arrived"
@@ -98,20 +103,7 @@ def test_microphone_that_disappears_and_returns_is_reopened_as_a_new_session(pul
     sink unloaded and loaded) must not end the capture: the daemon counts the failure and
     the time away, reopens the device with its backoff, and the audio after the return
     comes as a new session from seq 0, so the learner sees a restart and not a gap storm."""
-    endpoint, mport = free_endpoint(), free_port()
-    sock = pull_socket(endpoint)
-    cap = start_streamssl(
-        "capture", "--source", "mic", "--connect", endpoint, "--window-ms", "100", "--metrics-port", str(mport),
-        "--stream-id", "unplugged", log_path=tmp_path / "capture.log", env=pulse.env,
-    )
-    windows = []
-
-    def receive(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if sock.poll(100):
-                windows.append(decode_audio(sock.recv_multipart()))
-
+    cap, sock, mport, windows, receive = _mic_capture(pulse, tmp_path, "unplugged")
     away_s = 3.0
     try:
         wait_until(lambda: (receive(0.2), len(windows) >= 5)[1] or cap.poll() is not None, 30,
