@@ -174,7 +174,8 @@ class ModelConfig:
     encoder_channels: int = _f(256, check=positive)
     encoder_layers: int = _f(3, check=in_range(1, 16))
     kernel_size: int = _f(3, check=in_range(1, 15))
-    context: str = _f("gru", check=one_of("gru", "transformer"))
+    context: str = _f("gru", check=one_of("gru", "mingru", "transformer"),
+                      doc="gru: step by step; mingru: parallel scan in training, one vector per layer streaming; transformer: bounded window")
     context_dim: int = _f(256, check=positive)
     context_layers: int = _f(1, check=in_range(1, 12))
     transformer_heads: int = _f(4, check=positive)

@@ -18,6 +18,7 @@ SMALL = "tests/configs/small.toml"
 # field (window * layers = 16 frames) exercise the carried inputs
 CONTEXTS = {
     "gru": ["model.context=gru"],
+    "mingru": ["model.context=mingru", "model.context_layers=2"],  # two layers: the residual path too
     "transformer": ["model.context=transformer", "model.transformer_window=8", "model.context_layers=2",
                     "model.transformer_heads=4"],
 }
@@ -171,3 +172,22 @@ def test_streams_embedded_together_equal_each_stream_embedded_alone(kind):
             f = got[(sid, w.seq)]
             np.testing.assert_allclose(f.embedding, ref.embedding, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(f.frame_embeddings, ref.frame_embeddings, rtol=1e-5, atol=1e-6)
+
+
+def test_mingru_parallel_scan_equals_the_recurrence_step_by_step():
+    """The log-space scan is the minGRU recurrence h_t = (1 - z_t) h_{t-1} + z_t g(v_t),
+    computed here one step at a time from the same gates, with and without a carried h_0."""
+    from streamssl.learning.models.context import MinGRULayer
+
+    torch.manual_seed(0)
+    layer = MinGRULayer(6, 5)
+    x = torch.randn(3, 40, 6)
+    for h0 in (None, torch.rand(3, 5) + 0.1):
+        k, v = layer.gates(x).chunk(2, dim=-1)
+        z, g = torch.sigmoid(k), torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+        h = torch.zeros(3, 5) if h0 is None else h0
+        steps = []
+        for t in range(x.shape[1]):
+            h = (1 - z[:, t]) * h + z[:, t] * g[:, t]
+            steps.append(h)
+        torch.testing.assert_close(layer(x, h0), torch.stack(steps, dim=1), rtol=1e-5, atol=1e-6)

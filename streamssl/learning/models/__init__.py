@@ -12,11 +12,14 @@ import torch
 from torch import nn
 
 from streamssl.config import Config
-from streamssl.learning.models.context import GRUContext, TransformerContext
+from streamssl.learning.models.context import GRUContext, MinGRUContext, TransformerContext
 from streamssl.learning.models.encoder import CausalConvEncoder
 from streamssl.learning.models.heads import ProjectionHead, StepPredictors
 
 __all__ = ["Backbone", "BackboneState", "ProjectionHead", "StepPredictors", "build_backbone"]
+
+
+RECURRENT = (GRUContext, MinGRUContext)  # state: one hidden vector per layer, (layers, B, dim)
 
 
 @dataclass
@@ -61,8 +64,8 @@ class Backbone(nn.Module):
         if conv is None:
             conv = [like.new_zeros(1, b.conv.in_channels, b.kernel_size - 1) for b in self.encoder.blocks]
         ctx = state.context
-        if ctx is None and isinstance(self.context, GRUContext):
-            ctx = like.new_zeros(self.context.gru.num_layers, 1, self.dim)
+        if ctx is None and isinstance(self.context, RECURRENT):
+            ctx = like.new_zeros(self.context.num_layers, 1, self.dim)
         return BackboneState(conv, ctx)
 
     def stack_states(self, states: list[BackboneState], like: torch.Tensor) -> BackboneState:
@@ -71,7 +74,7 @@ class Backbone(nn.Module):
         conv = [torch.cat(layer, dim=0) for layer in zip(*(s.conv for s in full))]
         if full[0].context is None:  # transformer streams that have no past yet
             return BackboneState(conv, None)
-        ctx_dim = 1 if isinstance(self.context, GRUContext) else 0  # GRU hidden is (layers, B, dim)
+        ctx_dim = 1 if isinstance(self.context, RECURRENT) else 0  # recurrent hidden is (layers, B, dim)
         return BackboneState(conv, torch.cat([s.context for s in full], dim=ctx_dim))
 
     def split_state(self, state: BackboneState) -> list[BackboneState]:
@@ -80,7 +83,7 @@ class Backbone(nn.Module):
         Each row is copied out: a view would keep the whole batch's tensor alive for as long
         as any one of its streams lives, multiplying a stream's memory by its batch size.
         """
-        ctx_dim = 1 if isinstance(self.context, GRUContext) else 0
+        ctx_dim = 1 if isinstance(self.context, RECURRENT) else 0
         n = state.conv[0].shape[0]
         ctx = [c.clone() for c in state.context.split(1, dim=ctx_dim)] if state.context is not None else [None] * n
         convs = list(zip(*(layer.split(1, dim=0) for layer in state.conv)))
@@ -92,6 +95,8 @@ def build_backbone(cfg: Config) -> Backbone:
     encoder = CausalConvEncoder(cfg.features.n_mels, m.encoder_channels, m.encoder_layers, m.kernel_size)
     if m.context == "gru":
         context: nn.Module = GRUContext(m.encoder_channels, m.context_dim, m.context_layers)
+    elif m.context == "mingru":
+        context = MinGRUContext(m.encoder_channels, m.context_dim, m.context_layers)
     else:
         context = TransformerContext(
             m.encoder_channels, m.context_dim, m.context_layers, m.transformer_heads, m.transformer_window
