@@ -349,6 +349,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"model.transformer_heads = {cfg.model.transformer_heads}: must divide model.context_dim = {cfg.model.context_dim}"
         )
+    o = cfg.objectives
+    if not (o.apc_weight or o.cpc_weight or o.moco_weight):
+        raise ConfigError("objectives.apc_weight, cpc_weight and moco_weight are all 0: the learner would learn nothing")
     return cfg
 
 

@@ -61,3 +61,8 @@ def test_malformed_toml_and_missing_file_are_config_errors(tmp_path):
         config.load(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "missing.toml")
+
+
+def test_all_objectives_off_is_a_config_error():
+    with pytest.raises(ConfigError, match="all 0"):
+        config.load(None, ["objectives.apc_weight=0", "objectives.cpc_weight=0", "objectives.moco_weight=0"])

@@ -170,15 +170,21 @@ class LearnerCore:
             self.normaliser.update(self.logmel(audio[:new, -self.window_samples:]))
         losses, keys = self.losses(audio, stream, time_ns)
         total = sum(self.weights[k] * v for k, v in losses.items())
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        values["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
         self.optimizer.zero_grad(set_to_none=True)
-        skipped = not np.isfinite(values["total"])
-        grad_norm = float("nan")
-        if not skipped and torch.is_tensor(total) and total.requires_grad:
+        if torch.is_tensor(total) and total.requires_grad:
+            # Backward runs before the loss is read: the one host sync of the step (below)
+            # then reads losses and gradient norm together. A non-finite loss gives
+            # non-finite gradients, and the step is skipped on either.
             total.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.learner.grad_clip))
-            skipped = not np.isfinite(grad_norm)
+            grad = torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.learner.grad_clip)
+        else:  # nothing to differentiate yet (MoCo alone, its queue still empty): a step without gradient
+            total = torch.as_tensor(total, dtype=torch.float32, device=self.device)
+            grad = torch.zeros((), device=self.device)
+        names = list(losses)
+        read = torch.stack([total.detach().float(), grad.float(), *(losses[k].detach().float() for k in names)]).tolist()
+        values = dict(zip(names, read[2:])) | {"total": read[0]}
+        grad_norm = read[1]
+        skipped = not (np.isfinite(values["total"]) and np.isfinite(grad_norm))
         if skipped:
             self.optimizer.zero_grad(set_to_none=True)
             self.normaliser.load_state_dict(saved_norm)

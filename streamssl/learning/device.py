@@ -26,6 +26,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def to_device(array, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``. For CUDA it goes through page-locked memory and is copied
+    asynchronously (``non_blocking``), so the step's kernels queue behind the copy instead of
+    the host waiting for it; on CPU it is the array itself, no copy."""
+    t = torch.as_tensor(array)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA, nothing (fp32) on CPU."""
     if device.type == "cuda":

@@ -123,7 +123,8 @@ class Normaliser(nn.Module):
         x = mel.reshape(-1, mel.shape[-1]).float()
         if x.shape[0] == 0:
             return
-        rate = max(1.0 / float(self.count.item() + 1), self.momentum)
+        # The rate stays on the device: reading the count back would stall a GPU step.
+        rate = (1.0 / (self.count + 1).float()).clamp(min=self.momentum)
         self.mean.lerp_(x.mean(0), rate)
         self.var.lerp_(x.var(0, unbiased=False) if x.shape[0] > 1 else self.var, rate)
         self.count += 1

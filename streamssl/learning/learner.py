@@ -44,6 +44,7 @@ from torch import nn
 
 from streamssl.config import Config
 from streamssl.learning.core import LearnerCore
+from streamssl.learning.device import to_device
 from streamssl.learning.embedder import Embedder, ServingWeights
 from streamssl.learning.objectives import stream_hash
 from streamssl.learning.replay import ReplayBuffer
@@ -242,16 +243,17 @@ class OnlineLearner:
         batch = np.concatenate([new, old]).astype(np.float32)
         lr = float(self.core.optimizer.param_groups[0]["lr"])
         result = self.core.step(
-            torch.from_numpy(batch).to(self.device),
-            torch.from_numpy(np.concatenate([new_stream, old_stream])).to(self.device),
-            torch.from_numpy(np.concatenate([new_time, old_time])).to(self.device),
+            to_device(batch, self.device),
+            to_device(np.concatenate([new_stream, old_stream]), self.device),
+            to_device(np.concatenate([new_time, old_time]), self.device),
             new=len(prepared),
         )
         audio_s = float(sum(p.window.duration_s for p in prepared))
         if not result.skipped:
             self.audio_seconds += audio_s
             finite = np.isfinite(new).all(axis=1)
-            keys = result.keys.cpu().numpy()[finite] if result.keys is not None else None
+            ranked = result.keys is not None and lc.replay_policy == "diverse"  # only that policy reads keys (a host copy)
+            keys = result.keys.cpu().numpy()[finite] if ranked else None
             self.replay.add(new[finite], new_stream[finite], new_time[finite], keys)
         return StepStats(
             step=self.step, losses=result.losses, batch_size=int(batch.shape[0]), new_windows=len(prepared),

@@ -128,10 +128,9 @@ class MoCo(nn.Module):
         if keys.shape[0] > size:
             keys, stream, time_ns = keys[-size:], stream[-size:], time_ns[-size:]
         n = keys.shape[0]
-        ptr = int(self.queue_ptr.item())
-        idx = (torch.arange(n, device=keys.device) + ptr) % size
+        idx = (torch.arange(n, device=keys.device) + self.queue_ptr) % size  # pointer stays on the device: no sync
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_stream[idx] = stream
         self.queue_time[idx] = time_ns
         self.queue_valid[idx] = True
-        self.queue_ptr[0] = (ptr + n) % size
+        self.queue_ptr.add_(n).remainder_(size)
