@@ -12,7 +12,8 @@ Prints a table and writes JSON; asserts nothing.
 
 Recipes: ``today`` (the objectives before the quality work: mild views, APC on its own
 input, CPC negatives from the batch, MoCo crops of one window), ``recipe`` (the
-defaults), and one recipe per change switched back to its old setting.
+defaults), one recipe per change switched back to its old setting, and the recipe with
+a minGRU context (one and two layers) in place of the GRU.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ RECIPES = {
     "no-sequence-cpc": [OLD["cpc"]],
     "no-adjacent-moco": [OLD["moco"]],
     "diverse-replay": ["learner.replay_policy=diverse"],
+    "mingru": ["model.context=mingru"],  # the recipe with a parallel-scan context
+    "mingru-2": ["model.context=mingru", "model.context_layers=2"],
 }
 
 
