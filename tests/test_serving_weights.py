@@ -112,3 +112,58 @@ def test_embeddings_made_while_another_thread_trains_are_each_from_one_step(one_
         for s, emb in seen:
             if s == step:
                 np.testing.assert_allclose(emb, expected, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+
+
+def test_a_failing_training_step_stops_the_daemon_with_its_error_and_a_checkpoint(tmp_path, monkeypatch):
+    """An exception in the trainer thread must not leave a daemon that serves forever
+    without learning: the loop re-raises it (as one thread would), after which the
+    daemon still closes its sockets and writes its final checkpoint."""
+    import time
+
+    import zmq
+
+    from streamssl.serving.daemon import LearnerDaemon
+    from streamssl.transport import make_socket
+    from streamssl.config import TransportConfig
+    from streamssl.wire import encode_audio
+    from support import free_endpoint, free_port
+
+    audio = free_endpoint()
+    cfg = _cfg(f"learner.checkpoint_dir={tmp_path}", f"learner.audio_bind={audio}",
+               f"learner.embeddings_bind={free_endpoint()}", f"learner.metrics_port={free_port()}")
+    daemon = LearnerDaemon(cfg)
+    real, calls = daemon.learner.update, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated device failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(daemon.learner, "update", flaky)
+    errors = []
+    runner = threading.Thread(target=lambda: errors.append(_run(daemon)))
+    runner.start()
+    push = make_socket(zmq.Context.instance(), zmq.PUSH, TransportConfig(), connect=audio)
+    try:
+        for batch in _windows(20, streams=("s",)):
+            push.send_multipart(encode_audio(batch[0]))
+            time.sleep(0.05)
+            if not runner.is_alive():
+                break
+        runner.join(60)
+    finally:
+        push.close(0)
+        daemon.stop()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError) and "training thread failed" in str(errors[0])
+    assert list(tmp_path.glob("ckpt-*.pt")), "the final checkpoint was written"
+
+
+def _run(daemon) -> BaseException | None:
+    try:
+        daemon.run()
+    except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        return exc
+    return None

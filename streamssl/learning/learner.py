@@ -262,10 +262,13 @@ class OnlineLearner:
         )
 
     def process(self, windows: Sequence[AudioWindow]) -> tuple[list[EmbeddingFrame], StepStats]:
-        """Embed first (subscribers never wait for the backward pass), then learn; each window converted once."""
+        """Embed first (subscribers never wait for the backward pass), then learn, on this thread;
+        each window converted once. A serving copy, if any, gets the new weights at once."""
         prepared = self.prepare(windows)
         frames = self.embed(prepared)
-        return frames, self.update(prepared)
+        stats = self.update(prepared)
+        self.publish_weights()
+        return frames, stats
 
     def evaluate(self, audio: np.ndarray, seed: int = 0) -> dict[str, float]:
         """Each enabled loss on fixed clips (n, window_samples), changing no state.

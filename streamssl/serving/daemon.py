@@ -158,7 +158,7 @@ class LearnerDaemon:
         finally:
             if self.trainer is not None:
                 self.trainer.stop()
-                self._collect_steps()
+                self._collect_steps(reraise=False)  # a failed step was raised in the loop already
             self.save_checkpoint()
             audio.disable_monitor()
             monitor.close(0)
@@ -212,9 +212,10 @@ class LearnerDaemon:
         stats = self.learner.update(prepared, learn_at_most=self.cfg.learner.batch_max)
         self._observe_step(stats, sum(w.duration_s for w in batch), time.perf_counter() - started)
 
-    def _collect_steps(self) -> None:
+    def _collect_steps(self, reraise: bool = True) -> None:
         """Metrics of the steps the training thread finished since the last call."""
-        self.trainer.check()
+        if reraise:
+            self.trainer.check()
         while not self.trainer.dropped.empty():
             self.metrics.untrained.labels(self.trainer.dropped.get()).inc()
         while not self.trainer.results.empty():
