@@ -129,6 +129,7 @@ def _buffer(frame) -> memoryview:
     return memoryview(buf).cast("B")
 
 
+@functools.lru_cache(maxsize=4096)  # a capture sends one id over and over; invalid ids raise and are not cached
 def _encode_stream_id(stream_id: str) -> bytes:
     problem = stream_id_problem(stream_id)
     if problem:
