@@ -20,7 +20,7 @@ FLOORS = {
     "input_log_energy": 1.0,  # dB
     "input_centroid": 50.0,  # Hz
     "input_high_band": 1.0,  # dB
-    "embedding": 1e-6,  # distance, in the embedding's own unit
+    "embedding": 0.01,  # distance relative to its running mean
     "loss": 0.01,  # ratio to the running mean
 }
 

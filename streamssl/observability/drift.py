@@ -6,10 +6,17 @@ What is watched (ARCHITECTURE.md, "Drift and collapse"):
   spectral centroid and the log-energy above 4 kHz (the band where speech and noise
   differ most). Speech windows are bimodal (talk vs pause), so no single statistic
   separates speech from noise *and* from tones; each gets its own detectors and any
-  of them reports ``input``.
+  of them reports ``input``. Input is watched **per stream** (its own warm-up and
+  detectors, at most ``INPUT_STREAMS_MAX`` streams, least recently seen dropped): a
+  drift is a change of one source, and one detector over 16 interleaved speech streams
+  read their stationary mixture as drift 61 times in the first 9.5 minutes of a soak
+  (32 in 30 minutes once its warm-up counted per stream), the same windows per stream
+  none in a 3-minute replay.
 - **embedding** — Euclidean distance of each new embedding to a running centroid (an
-  exponentially weighted mean per dimension, ``river.stats.EWMean``). A change of
-  input or of the model moves embeddings away from where they used to be. (Not the
+  exponentially weighted mean per dimension, ``river.stats.EWMean``), divided by that
+  distance's own running mean over ~200 embeddings, as the loss is: a training model's
+  embeddings spread out slowly, which read as drift every few minutes of a stationary
+  soak; a sudden change of input still jumps the ratio. (Not the
   cosine distance: for varied input such as speech the centroid of unit vectors is
   short, every direction is about equally far from it, and a new regime only shows
   once the centroid has moved — measured 8-11 s late instead of at once.)
@@ -17,18 +24,16 @@ What is watched (ARCHITECTURE.md, "Drift and collapse"):
   of a learning model is not "drift" but a sudden jump is.
 
 Each signal is **standardised** before it reaches a detector: its first ``cfg.warmup``
-observations *per stream* fix a mean and a standard deviation (with a floor, so a silent warm-up
+observations fix a mean and a standard deviation (with a floor, so a silent warm-up
 cannot make every later value look enormous), and from then on the detectors see
 z-scores. That makes one set of parameters work for dB, Hz, distances and losses:
 ADWIN's bound has a term that assumes values in [0, 1] and is far too conservative for
 small shifts on raw [0, 1]-scaled features (measured: 20-40 s to notice speech→noise),
 while on z-scores it reacts within seconds; Page-Hinkley's ``delta``/``threshold`` are
-in standard deviations. The warm-up scales with the streams feeding a signal because
-the daemon feeds one monitor with every stream interleaved: 16 speech streams started
-together all talk through their first 60 windows, the scale then holds no pauses, and
-the mixture that follows read as drift 13 times in 3 minutes of stationary speech
-(0 with 60 windows per stream, the same as one monitor per stream). Streams are counted
-while any input or embedding channel is warming up. ADWIN tests for a cut every ``cfg.adwin_clock`` observations
+in standard deviations. The embedding signal is one for all streams, so its warm-up
+lasts ``cfg.warmup`` observations per stream seen meanwhile: 16 speech streams started
+together all talk through their first 60 windows, and a scale fixed on those holds no
+pauses. ADWIN tests for a cut every ``cfg.adwin_clock`` observations
 (river's default 32 would add up to 16 s of delay at 500 ms windows).
 
 Representation drift is measured directly: the daemon re-embeds a fixed probe set of
@@ -82,6 +87,9 @@ CHANNELS = {
     "loss": "loss",
 }
 LOSS_FADING = 0.1  # running mean the loss is divided by: ~10 steps, so slow learning is no jump
+DISTANCE_FADING = 0.005  # running mean the embedding distance is divided by: ~200 embeddings
+INPUT_CHANNELS = tuple(c for c, s in CHANNELS.items() if s == "input")
+INPUT_STREAMS_MAX = 1024  # streams whose input detectors are kept (least recently seen dropped first)
 
 
 class DriftMonitor:
@@ -98,7 +106,9 @@ class DriftMonitor:
         self.cfg = cfg
         self.metrics = metrics
         self.log = log or logging.getLogger(__name__)
-        self._channels = {name: Channel(name, cfg, FLOORS[name]) for name in CHANNELS}
+        self._channels = {name: Channel(name, cfg, FLOORS[name]) for name in CHANNELS if name not in INPUT_CHANNELS}
+        self._inputs: collections.OrderedDict[str, dict[str, Channel]] = collections.OrderedDict()  # per stream
+        self._distance_mean: stats.EWMean | None = None
         self._centroid: list[stats.EWMean] | None = None
         self._loss_mean = stats.EWMean(LOSS_FADING)
         self._loss_seen = False
@@ -126,13 +136,15 @@ class DriftMonitor:
     # --- signals ------------------------------------------------------------------
 
     def _note_streams(self, stream_ids) -> None:
-        if any(self._channels[c].warming for c in CHANNELS if c != "loss"):
+        if self._channels["embedding"].warming:
             self._warmup_streams.update(stream_ids)
 
     def _feed(self, channel: str, value: float) -> list[str]:
-        per_stream = channel != "loss"
-        warmup = self.cfg.warmup * max(1, len(self._warmup_streams)) if per_stream else None
+        warmup = self.cfg.warmup * max(1, len(self._warmup_streams)) if channel == "embedding" else None
         z, fired = self._channels[channel].observe(value, warmup)
+        return self._report(channel, value, z, fired)
+
+    def _report(self, channel: str, value: float, z: float | None, fired: list[str], stream_id: str = "") -> list[str]:
         if z is not None and self.metrics is not None:
             self.metrics.drift_signal.labels(channel).set(z)
         signal = CHANNELS[channel]
@@ -142,18 +154,32 @@ class DriftMonitor:
             self.counts[key] += 1
             if self.metrics is not None:
                 self.metrics.drift_detections.labels(signal, det).inc()
-            self.log.warning("drift detected: %s by %s (value %.4g, z %.2f)", signal, det, value, z)
+            where = f" in stream {stream_id!r}" if stream_id else ""
+            self.log.warning("drift detected: %s by %s%s (value %.4g, z %.2f)", signal, det, where, value, z)
             out.append(key)
         self._pending.extend(out)
         return out
 
+    def _input_channels(self, stream_id: str) -> dict[str, Channel]:
+        chans = self._inputs.get(stream_id)
+        if chans is None:
+            chans = {name: Channel(name, self.cfg, FLOORS[name]) for name in INPUT_CHANNELS}
+            self._inputs[stream_id] = chans
+            while len(self._inputs) > INPUT_STREAMS_MAX:
+                self._inputs.popitem(last=False)
+        else:
+            self._inputs.move_to_end(stream_id)
+        return chans
+
     def observe_window(self, samples: np.ndarray, sample_rate: int, stream_id: str = "") -> list[str]:
-        """One mono float window of input audio from ``stream_id``; returns the detections it caused."""
-        self._note_streams((stream_id,))
+        """One mono float window of input audio from ``stream_id`` (its own detectors); returns the detections it caused."""
         st = input_statistics(samples, sample_rate)
-        found = self._feed("input_log_energy", st["log_energy_db"])
-        found += self._feed("input_centroid", st["spectral_centroid_hz"])
-        found += self._feed("input_high_band", st["high_band_db"])
+        values = {"input_log_energy": st["log_energy_db"], "input_centroid": st["spectral_centroid_hz"],
+                  "input_high_band": st["high_band_db"]}
+        found: list[str] = []
+        for name, chan in self._input_channels(stream_id).items():
+            z, fired = chan.observe(values[name])
+            found += self._report(name, values[name], z, fired, stream_id)
         return sorted(set(found))
 
     def observe_embeddings(self, emb: np.ndarray, stream_ids=("",)) -> list[str]:
@@ -173,7 +199,13 @@ class DriftMonitor:
                     m.update(v)
                 continue
             c = np.fromiter((m.get() for m in self._centroid), dtype=np.float64, count=row.size)
-            found += self._feed("embedding", float(np.linalg.norm(row - c)))
+            distance = float(np.linalg.norm(row - c))
+            if self._distance_mean is None:
+                self._distance_mean = stats.EWMean(DISTANCE_FADING)
+                self._distance_mean.update(distance)
+            ref = self._distance_mean.get()
+            self._distance_mean.update(distance)
+            found += self._feed("embedding", distance / ref if ref > 1e-12 else 1.0)
             for m, v in zip(self._centroid, row.tolist()):
                 m.update(v)
         self._batches += 1
@@ -259,6 +291,8 @@ class DriftMonitor:
 
         return {
             "channels": {name: ch.state_dict() for name, ch in self._channels.items()},
+            "input_channels": {sid: {n: ch.state_dict() for n, ch in chans.items()} for sid, chans in self._inputs.items()},
+            "distance_mean": self._distance_mean.get() if self._distance_mean is not None else None,
             "centroid": None if self._centroid is None else t(np.array([m.get() for m in self._centroid])),
             "loss_mean": self._loss_mean.get() if self._loss_seen else None,
             "recent": t(np.stack(self._recent)) if self._recent else None,
@@ -278,6 +312,15 @@ class DriftMonitor:
         for name, ch in self._channels.items():
             if name in sd.get("channels", {}):
                 ch.load_state_dict(sd["channels"][name])
+        self._inputs.clear()
+        for sid, chans in sd.get("input_channels", {}).items():  # older checkpoints: input warms up afresh
+            for name, state in chans.items():
+                if name in INPUT_CHANNELS:
+                    self._input_channels(sid)[name].load_state_dict(state)
+        self._distance_mean = None
+        if sd.get("distance_mean") is not None:
+            self._distance_mean = stats.EWMean(DISTANCE_FADING)
+            self._distance_mean.update(float(sd["distance_mean"]))
         self._warmup_streams = set(sd.get("warmup_streams", []))
         centroid = a(sd.get("centroid"))
         self._centroid = None
