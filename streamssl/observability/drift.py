@@ -121,7 +121,7 @@ class DriftMonitor:
         self.spread: float = float("nan")
         self.effective_rank: float = float("nan")
         self._batches = 0  # observe_embeddings calls, for cfg.rank_every
-        self._warmup_streams: set[str] = set()  # streams seen while a per-stream signal warms up
+        self._warmup_streams: set[str] = set()  # streams seen while the embedding signal warms up
         if metrics is not None:
             for s in SIGNALS:
                 for d in DETECTORS:
