@@ -26,6 +26,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from streamssl import config as config_mod
@@ -51,22 +52,36 @@ def _serialise(obj: dict) -> bytes:
 
 def save(learner, directory: str | Path, keep: int = 3, extra: dict | None = None) -> Path:
     """Atomically write ``ckpt-<step>-<ns>.pt`` into ``directory``; keep the newest ``keep``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    # The time suffix keeps two saves at one step (no update in between) from colliding.
-    path = directory / f"ckpt-{learner.step:012d}-{time.time_ns():020d}.pt"
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
-    payload = _serialise({
+    return write(payload(learner.state_dict(), extra), directory, keep)
+
+
+def payload(learner_state: dict, extra: dict | None = None) -> dict:
+    """What a checkpoint holds, around a learner's ``state_dict`` (or its two halves joined)."""
+    return {
         "format": FORMAT,
         "saved_at": time.time(),
-        "config": learner.cfg.to_dict(),
-        "learner": learner.state_dict(),
+        "config": learner_state["config"],
+        "learner": learner_state,
         "daemon": extra or {},
-    })
+    }
+
+
+def write(state: dict, directory: str | Path, keep: int = 3) -> Path:
+    """Atomically write a ``payload`` as ``ckpt-<step>-<ns>.pt``; keep the newest ``keep``.
+
+    Needs no lock on the learner: ``state`` holds copies, so a thread may write it while
+    the learner serves and trains (the learner daemon does)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    step = int(state["learner"]["core"]["step"])
+    # The time suffix keeps two saves at one step (no update in between) from colliding.
+    path = directory / f"ckpt-{step:012d}-{time.time_ns():020d}.pt"
+    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
+    serialised = _serialise(state)
     envelope = {
         "format": FORMAT,
-        "sha256": hashlib.sha256(payload).hexdigest(),
-        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+        "sha256": hashlib.sha256(serialised).hexdigest(),
+        "payload": torch.frombuffer(bytearray(serialised), dtype=torch.uint8),
     }
     try:
         with open(tmp, "wb") as f:
@@ -85,6 +100,23 @@ def save(learner, directory: str | Path, keep: int = 3, extra: dict | None = Non
     for old in sorted(directory.glob(PATTERN))[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def copied(obj):
+    """``obj`` with every tensor and array copied: a module's or optimizer's ``state_dict`` shares
+    their storage, and a checkpoint written by another thread must not see the next step."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, dict):
+        out = type(obj)((k, copied(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):  # a module's state_dict: versions that load_state_dict reads
+            out._metadata = obj._metadata
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(copied(v) for v in obj)
+    return obj
 
 
 def load(path: str | Path) -> dict:

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from streamssl.config import Config
+from streamssl.learning.checkpoint import copied
 from streamssl.learning.core import LearnerCore
 from streamssl.learning.device import to_device
 from streamssl.learning.embedder import Embedder, ServingWeights
@@ -281,16 +282,39 @@ class OnlineLearner:
 
     # --- state --------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
-        """Everything needed to continue bit-for-bit; only tensors and plain containers (weights_only loads it)."""
+    def training_state(self) -> dict:
+        """The half of ``state_dict`` the training thread changes (weights, optimizer, replay, each
+        stream's history), as copies: take it between two steps, then write it at leisure."""
         return {
-            "config": self.cfg.to_dict(),
-            "core": self.core.state_dict(),
+            "core": copied(self.core.state_dict()),
             "replay": self.replay.state_dict(),
-            "streams": {sid: st.state_dict() for sid, st in self._streams.items()},
             "replay_rng": _np_state_to_plain(self._rng.bit_generator.state),
             "audio_seconds": self.audio_seconds,
+            "histories": {sid: st.history_state() for sid, st in list(self._streams.items())},
         }
+
+    def serving_state(self) -> dict:
+        """The half the serving thread changes (each stream's STFT carry and backbone state), as copies."""
+        return {
+            "config": self.cfg.to_dict(),
+            "streams": {sid: st.serving_state() for sid, st in list(self._streams.items())},
+        }
+
+    @staticmethod
+    def join_state(training: dict, serving: dict) -> dict:
+        """One ``state_dict`` from the two halves. Streams are the serving half's; a stream the
+        training half has no history for (it arrived in between) starts with an empty one."""
+        histories = training["histories"]
+        empty = torch.zeros(0, dtype=torch.float32)
+        return {
+            "config": serving["config"],
+            **{k: v for k, v in training.items() if k != "histories"},
+            "streams": {sid: {**s, "history": histories.get(sid, empty)} for sid, s in serving["streams"].items()},
+        }
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-for-bit; only tensors and plain containers (weights_only loads it)."""
+        return self.join_state(self.training_state(), self.serving_state())
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore ``state_dict()``; a stream with another sample rate restarts its resampler."""

@@ -78,16 +78,24 @@ class StreamState:
 
     # --- state --------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
-        """Tensors only; the resampler restarts on resume (a stream at the feature rate has none)."""
+    def serving_state(self) -> dict:
+        """The streaming half (serving thread's): copies, so the caller may keep them while serving goes on.
+        The resampler restarts on resume (a stream at the feature rate has none)."""
         b = self.backbone
         return {
-            "carry": self.stft.carry.cpu(),
-            "conv": [c.cpu() for c in b.conv] if b.conv is not None else None,
-            "context": b.context.cpu() if b.context is not None else None,
-            "last": self.last.cpu(),
-            "history": torch.from_numpy(self.history.copy()),
+            "carry": _copy(self.stft.carry),
+            "conv": [_copy(c) for c in b.conv] if b.conv is not None else None,
+            "context": _copy(b.context) if b.context is not None else None,
+            "last": _copy(self.last),
         }
+
+    def history_state(self) -> torch.Tensor:
+        """The training half (training thread's): a copy of the history."""
+        return torch.from_numpy(self.history.copy())
+
+    def state_dict(self) -> dict:
+        """Tensors only: ``serving_state`` plus ``"history"``."""
+        return {**self.serving_state(), "history": self.history_state()}
 
     def load_state_dict(self, sd: dict, device: torch.device) -> None:
         self.stft.carry = sd["carry"].to(device)
@@ -95,3 +103,7 @@ class StreamState:
         self.backbone = BackboneState(conv, sd["context"].to(device) if sd["context"] is not None else None)
         self.last = sd["last"].to(device)
         self.history = sd["history"].numpy().astype(np.float32)[-self.history_samples :]
+
+
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", copy=True)

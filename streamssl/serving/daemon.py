@@ -2,7 +2,8 @@
 
 The serving loop drains every audio message that arrived (the intake validates, tracks
 sequences and bounds the backlog), takes what queued up as one batch, embeds and
-publishes it, feeds the drift monitor, and checkpoints on an interval. Training runs
+publishes it, feeds the drift monitor, and checkpoints on an interval (in the background:
+``streamssl.serving.checkpointer``). Training runs
 beside it on ``streamssl.serving.trainer.Trainer``'s thread (``learner.serve_while_learning``,
 the default): the loop hands each batch over and goes back to the socket, embedding
 from a copy of the weights that the trainer refreshes after every step, so a window
@@ -18,7 +19,6 @@ import logging
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from zmq.utils.monitor import recv_monitor_message
 from streamssl import __version__, wire
 from streamssl.learning import checkpoint
 from streamssl.config import Config
+from streamssl.serving.checkpointer import Checkpointer
 from streamssl.serving.intake import Intake
 from streamssl.serving.trainer import Trainer
 from streamssl.observability.metrics import LearnerMetrics, serve
@@ -77,11 +78,16 @@ class LearnerDaemon:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             self._resume()
             self.history = HistoryRecorder(self.checkpoint_dir / "metrics.jsonl")
-        self._last_checkpoint = time.monotonic()
         self.trainer: Trainer | None = None
         if cfg.learner.serve_while_learning:
             self.learner.serve_from_copy()
             self.trainer = Trainer(self.learner, cfg.learner.batch_max, cfg.learner.max_backlog)
+        self.checkpointer = None
+        if self.checkpoint_dir:
+            self.checkpointer = Checkpointer(
+                self.learner, self.checkpoint_dir, cfg.learner.checkpoint_keep, cfg.learner.checkpoint_interval_s,
+                self.metrics, self._checkpoint_extras, self.trainer,
+            )
         self._torch = torch
         self._init_metrics(str(device))
 
@@ -160,6 +166,8 @@ class LearnerDaemon:
                 self.trainer.stop()
                 self._collect_steps(reraise=False)  # a failed step was raised in the loop already
             self.save_checkpoint()
+            if self.checkpointer is not None:
+                self.checkpointer.close()
             audio.disable_monitor()
             monitor.close(0)
             audio.close(0)
@@ -253,32 +261,19 @@ class LearnerDaemon:
         if self.history is not None and self.history.due(now):
             self.history.write(self.learner.step, self.rtf.value, self.rtf.audio_seconds, self.drift.last_cka,
                                self.drift.pop_detections())
-        if self.checkpoint_dir and now - self._last_checkpoint >= self.cfg.learner.checkpoint_interval_s:
-            self.save_checkpoint()
+        if self.checkpointer is not None:
+            self.checkpointer.poll(now)
         self.metrics.observe_process_memory()
         if self._torch.cuda.is_available():
             self.metrics.device_memory.set(self._torch.cuda.memory_allocated())
 
     def save_checkpoint(self) -> Path | None:
-        """Write a checkpoint now; a failure is counted and logged, never fatal."""
-        self._last_checkpoint = time.monotonic()
-        if not self.checkpoint_dir:
-            return None
-        extra = {
-            "streams": self.intake.state_dict(),
-            "probe": self.probe.state(),
-            "drift": self.drift.state_dict(),
-        }
-        try:
-            with self.trainer.lock if self.trainer is not None else nullcontext():  # between two steps
-                path = checkpoint.save(self.learner, self.checkpoint_dir, keep=self.cfg.learner.checkpoint_keep, extra=extra)
-        except (OSError, checkpoint.CheckpointError) as exc:
-            self.metrics.checkpoint_errors.inc()
-            log.error("checkpoint failed, previous one kept: %s", exc)
-            return None
-        self.metrics.checkpoint_timestamp.set(time.time())
-        log.info("checkpoint %s (step %d)", path, self.learner.step)
-        return path
+        """Write a checkpoint now (shutdown, tests); periodic ones go through ``checkpointer.poll``."""
+        return self.checkpointer.save_now() if self.checkpointer is not None else None
+
+    def _checkpoint_extras(self) -> dict:
+        """The daemon's own state in a checkpoint, read on the serving loop."""
+        return {"streams": self.intake.state_dict(), "probe": self.probe.state(), "drift": self.drift.state_dict()}
 
 
 def install_signal_handlers(daemon: LearnerDaemon) -> None:

@@ -8,8 +8,10 @@ serving (``OnlineLearner.publish_weights``). Windows that pile up while a step r
 bounded by ``max_pending``: beyond it the oldest are left out of training (counted as
 untrained; they were already served).
 
-``lock`` is held for the whole of a step: whoever reads the learner's training state
-from another thread (the checkpoint) takes it and so sees the state between two steps.
+``lock`` is held for the whole of a step. ``between_steps(fn)`` runs ``fn`` on this thread
+before the next step and hands back its result as a ``Future``: the daemon's periodic
+checkpoint copies the training state that way, between two steps, without its own thread
+ever waiting for a step to end.
 Step results go back to the daemon's thread through ``results`` (the daemon owns the
 metrics and the drift monitor); an exception in a step ends this thread and is re-raised
 on the daemon's thread by ``check``, as it would be on one thread.
@@ -18,10 +20,12 @@ on the daemon's thread by ``check``, as it would be on one thread.
 from __future__ import annotations
 
 import collections
+from concurrent.futures import Future
 import logging
 import os
 import queue
 import threading
+from typing import Any, Callable
 
 from streamssl.learning.learner import OnlineLearner, StepStats
 from streamssl.learning.stream import PreparedWindow
@@ -41,6 +45,7 @@ class Trainer(threading.Thread):
         self.results: queue.SimpleQueue[tuple[StepStats, list[PreparedWindow]]] = queue.SimpleQueue()
         self.dropped: queue.SimpleQueue[str] = queue.SimpleQueue()  # stream ids left out of training while pending
         self._pending: collections.deque[PreparedWindow] = collections.deque()
+        self._calls: list[tuple[Callable[[], Any], Future]] = []
         self._wake = threading.Condition()
         self._stopping = False
         self.error: BaseException | None = None
@@ -52,33 +57,46 @@ class Trainer(threading.Thread):
                 self.dropped.put(self._pending.popleft().window.stream_id)
             self._wake.notify()
 
+    def between_steps(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn`` on this thread before the next step (at once if idle); its result or exception
+        goes to the returned Future, which is cancelled if the thread stops first."""
+        future: Future = Future()
+        with self._wake:
+            if self._stopping or not self.is_alive():
+                future.cancel()
+                return future
+            self._calls.append((fn, future))
+            self._wake.notify()
+        return future
+
     def run(self) -> None:
-        self._lower_priority()
+        lower_thread_priority()
         try:
             while True:
                 with self._wake:
-                    while not self._pending and not self._stopping:
+                    while not self._pending and not self._calls and not self._stopping:
                         self._wake.wait()
                     if self._stopping:
                         return
+                    calls, self._calls = self._calls, []
                     batch = list(self._pending)
                     self._pending.clear()
                 with self.lock:
+                    for fn, future in calls:
+                        _run_into(fn, future)
+                    if not batch:
+                        continue
                     stats = self.learner.update(batch, learn_at_most=self.learn_at_most)
                     self.learner.publish_weights()
                 self.results.put((stats, batch))
         except BaseException as exc:  # noqa: BLE001 - handed to the daemon's thread
             log.exception("training step failed")
             self.error = exc
-
-    def _lower_priority(self) -> None:
-        """Make this thread nicer than the serving loop (Linux schedules threads by their own
-        nice value), so that when both want a core, embedding a window goes first."""
-        try:
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICER_BY))
-        except (AttributeError, OSError) as exc:  # not Linux, or not permitted: only latency suffers
-            log.info("training thread keeps its priority: %s", exc)
+        finally:
+            with self._wake:
+                for _, future in self._calls:
+                    future.cancel()
+                self._calls = []
 
     def check(self) -> None:
         """Re-raise a step's exception on the caller's thread."""
@@ -92,3 +110,22 @@ class Trainer(threading.Thread):
             self._wake.notify()
         if self.is_alive():
             self.join(timeout)
+
+
+def _run_into(fn: Callable[[], Any], future: Future) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except Exception as exc:  # noqa: BLE001 - the caller's to handle
+        future.set_exception(exc)
+
+
+def lower_thread_priority(by: int = NICER_BY) -> None:
+    """Make the calling thread nicer than the serving loop (Linux schedules threads by their own
+    nice value), so that when both want a core, embedding a window goes first."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted: only latency suffers
+        log.info("%s keeps its priority: %s", threading.current_thread().name, exc)
