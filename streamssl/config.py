@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable
 from streamssl.wire import MAX_CHANNELS, stream_id_problem
 
 ENDPOINT_RE = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):(\d{1,5})|ipc://.+|inproc://.+)$")
-SOURCE_KINDS = ("mic", "file", "ffmpeg", "stdin", "speech", "synth")
-SOURCE_SPECS = "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth"
+SOURCE_KINDS = ("mic", "file", "ffmpeg", "stdin", "speech", "synth", "scenes")
+SOURCE_SPECS = "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth, scenes[:NOVEL_AFTER_S]"
 
 
 class ConfigError(ValueError):
@@ -71,6 +71,13 @@ def source_spec_problem(spec: str) -> str | None:
         return f"{kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav"
     if kind in ("stdin", "speech", "synth") and arg:
         return f"{kind} takes no argument"
+    if kind == "scenes" and arg:
+        try:
+            novel_after = float(arg)
+        except ValueError:
+            novel_after = -1.0
+        if not novel_after >= 0:
+            return f"scenes:{arg}: the argument is the second after which the novel kind joins (a number >= 0)"
     return None
 
 
@@ -138,7 +145,7 @@ class TransportConfig:
 class CaptureConfig:
     """The capture daemon: where audio comes from and where it goes."""
 
-    source: str = _f("speech", check=source_spec, doc="mic[:DEVICE] | file:PATH | ffmpeg:URL | stdin | speech | synth")
+    source: str = _f("speech", check=source_spec, doc="mic[:DEVICE] | file:PATH | ffmpeg:URL | stdin | speech | synth | scenes[:NOVEL_AFTER_S]")
     stream_id: str = _f("default", check=stream_id)
     connect: str = _f("tcp://127.0.0.1:5555", check=endpoint, doc="learner audio endpoint")
     sample_rate: int = _f(16000, check=in_range(8000, 192000))
@@ -148,7 +155,7 @@ class CaptureConfig:
     queue_windows: int = _f(64, check=positive, doc="bound of the queue between source and socket")
     realtime: bool = _f(True, doc="pace file/synth/speech sources at real time")
     loop: bool = _f(False, doc="loop file sources")
-    seed: int = _f(0, doc="seed for the speech/synth generators")
+    seed: int = _f(0, doc="seed for the speech/synth/scenes generators")
     metrics_port: int = _f(9109, check=port)
     metrics_host: str = _f("127.0.0.1")
     max_seconds: float = _f(0.0, check=non_negative, doc="stop after this much audio (0 = run forever)")
@@ -259,6 +266,24 @@ class DriftConfig:
     rank_every: int = _f(8, check=positive, doc="embedding batches between effective-rank recomputations (one SVD of spread_window x dim)")
 
 
+@dataclass
+class EventsConfig:
+    """``streamssl events``: online sound-event discovery on the embedding stream."""
+
+    smoothing: float = _f(1.0, check=in_range(0.01, 1.0), doc="weight of the newest window in each stream's running embedding (1 = no smoothing): a sound lasts longer than a window")
+    components: int = _f(8, check=in_range(1, 256), doc="principal components of the standardised embeddings the clusters live in")
+    scale_halflife: float = _f(600.0, check=positive, doc="windows over which the standardisation and the components forget (they follow the model as it trains)")
+    basis_every: int = _f(60, check=in_range(2, 100000), doc="windows between re-computations of the components (each aligned to the previous ones)")
+    radius: float = _f(0.8, check=positive, doc="a window farther than this from every cluster centre opens a new cluster (unit: the RMS norm of a point)")
+    fading: float = _f(0.001, check=in_range(1e-7, 1.0), doc="a cluster's weight decays by this fraction per window; below min_weight / 4 it is forgotten")
+    min_weight: float = _f(4.0, check=positive, doc="weight a cluster needs to be established: only established clusters make a window familiar")
+    max_clusters: int = _f(256, check=in_range(2, 100000), doc="clusters kept at most (the lightest is forgotten first)")
+    residual_limit: float = _f(3.0, check=positive, doc="a window whose energy off the components exceeds this many times the typical (RMS) is far, wherever it projects")
+    warmup_windows: int = _f(240, check=non_negative, doc="windows clustered (all streams together) before anything can be called novel: 240 = 2 minutes of one stream of 500-ms windows")
+    novelty_windows: int = _f(3, check=in_range(1, 1000), doc="consecutive windows of a stream far from every established cluster that make a novelty event")
+    checkpoint_interval_s: float = _f(60.0, check=positive, doc="seconds between checkpoints of the clusterer (with --checkpoint-dir)")
+
+
 SECTIONS: dict[str, type] = {
     "transport": TransportConfig,
     "capture": CaptureConfig,
@@ -267,6 +292,7 @@ SECTIONS: dict[str, type] = {
     "objectives": ObjectiveConfig,
     "learner": LearnerConfig,
     "drift": DriftConfig,
+    "events": EventsConfig,
 }
 
 
@@ -279,6 +305,7 @@ class Config:
     objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

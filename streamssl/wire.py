@@ -1,6 +1,6 @@
 """The wire format: the one contract between capture, learner and subscribers.
 
-Every message is a multipart ``[header, payload]``. The header is a fixed 96-byte
+Every message is a multipart ``[header, payload]`` (audio, embeddings, sound events). The header is a fixed 96-byte
 little-endian struct so that any language can read it without a schema compiler; the
 payload is raw samples (int16 or float32 PCM) or float32 embedding rows, decoded
 zero-copy with ``np.frombuffer``. Embeddings on PUB carry a leading topic frame (see
@@ -46,6 +46,12 @@ MAX_FLOAT_AMPLITUDE = 1_000.0
 FLAG_INPUT_OVERFLOW = 1 << 0  # the audio device reported an overflow inside this window
 FLAG_AFTER_DROP = 1 << 1  # windows were dropped locally just before this one
 
+# Event flags set by `streamssl events`.
+FLAG_NOVEL = 1 << 0  # the window completes a novelty run (a sound not heard before)
+FLAG_ESTABLISHED = 1 << 1  # the window made its cluster established (a new kind of sound)
+
+_EVENT_PAYLOAD = struct.Struct("<qd")  # cluster (i64, -1 = none yet), distance to its centre (f64)
+
 
 # --- the rules shared by every side ---------------------------------------------
 
@@ -85,6 +91,7 @@ def stream_id_problem(stream_id: str) -> str | None:
 class Kind(enum.IntEnum):
     AUDIO = 1
     EMBEDDING = 2
+    EVENT = 3
 
 
 class Dtype(enum.IntEnum):
@@ -255,6 +262,55 @@ def encode_embedding(e: EmbeddingFrame) -> list[bytes | memoryview]:
         e.session, e.seq, e.capture_ns, e.sent_ns, 0, n_frames, e.model_step, emb.shape[0], 0,
     )
     return [topic_for(e.stream_id), header, memoryview(payload).cast("B")]
+
+
+@dataclass(frozen=True)
+class SoundEvent:
+    """What ``streamssl events`` says about one window (``streamssl.events``)."""
+
+    stream_id: str
+    seq: int
+    capture_ns: int
+    model_step: int
+    cluster: int  # stable cluster id, -1 before the clusterer has its space
+    distance: float  # to that cluster's centre (unit: RMS norm of a point); NaN for a new cluster
+    novel: bool
+    established: bool = False
+    session: int = 0
+    sent_ns: int = 0
+
+    def record(self) -> dict:
+        """The JSON line of ``streamssl events`` (the keys its issue names, then the rest)."""
+        return {
+            "stream_id": self.stream_id, "seq": self.seq, "model_step": self.model_step, "cluster": self.cluster,
+            "distance": None if self.distance != self.distance else round(self.distance, 6), "novel": self.novel,
+            "new_cluster": self.established, "session": self.session, "capture_ns": self.capture_ns,
+        }
+
+
+def encode_event(e: SoundEvent) -> list[bytes]:
+    """Frames ``[topic, header, payload]`` for a PUB socket; payload ``<qd``: cluster, distance."""
+    flags = (FLAG_NOVEL if e.novel else 0) | (FLAG_ESTABLISHED if e.established else 0)
+    header = _HEADER.pack(
+        MAGIC, VERSION, Kind.EVENT, 0, 0, _encode_stream_id(e.stream_id),
+        e.session, e.seq, e.capture_ns, e.sent_ns, 0, 0, e.model_step, 0, flags,
+    )
+    return [topic_for(e.stream_id), header, _EVENT_PAYLOAD.pack(e.cluster, e.distance)]
+
+
+def decode_event(frames: Sequence) -> SoundEvent:
+    """Parse ``[topic, header, payload]`` (or ``[header, payload]``) into a SoundEvent."""
+    if len(frames) == 3:
+        frames = frames[1:]
+    if len(frames) != 2:
+        raise WireError(Reason.FRAMES, f"event message has {len(frames)} frames, expected 2 or 3")
+    (_, _, _, _, _, sid, session, seq, cap_ns, sent_ns, _, _, step, _, flags) = _unpack_header(frames[0], Kind.EVENT)
+    payload = _buffer(frames[1])
+    if len(payload) != _EVENT_PAYLOAD.size:
+        raise WireError(Reason.SIZE, f"event payload is {len(payload)} bytes, expected {_EVENT_PAYLOAD.size}")
+    cluster, distance = _EVENT_PAYLOAD.unpack(payload)
+    return SoundEvent(_decode_stream_id(sid), seq, cap_ns, step, cluster, distance, bool(flags & FLAG_NOVEL),
+                      bool(flags & FLAG_ESTABLISHED), session=session, sent_ns=sent_ns)
 
 
 def _check_audio_fields(rate: int, channels: int) -> None:

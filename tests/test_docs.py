@@ -24,7 +24,7 @@ def test_architecture_names_every_module_of_the_stage_folders():
     pkg = REPO / "streamssl"
     modules = [p for p in pkg.glob("*.py") if p.name != "__init__.py"]
     assert "`streamssl/__init__.py`" in ARCH
-    for stage in ("capture", "serving", "observability", "learning", "evaluation"):
+    for stage in ("capture", "serving", "observability", "learning", "evaluation", "events"):
         modules += [p for p in (pkg / stage).glob("*.py") if p.name != "__init__.py"]
     missing = [str(p.relative_to(pkg)) for p in modules if f"`{p.relative_to(pkg)}`" not in ARCH
                and f"`{p.name}`" not in ARCH]

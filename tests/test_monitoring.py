@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamssl.observability.metrics import CaptureMetrics, LearnerMetrics
+from streamssl.observability.metrics import CaptureMetrics, EventsMetrics, LearnerMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 MON = REPO / "monitoring"
@@ -38,7 +38,8 @@ REQUIRED_ALERTS = {
     "StreamsslLearnerDown", "StreamsslLearnerBehindRealtime", "StreamsslShedding", "StreamsslNonFiniteLoss",
     "StreamsslCollapse", "StreamsslDriftDetected", "StreamsslCheckpointStale",
 }
-REQUIRED_ROWS = {"Throughput and latency", "Losses and learning", "Drift and collapse", "Capture and intake health"}
+REQUIRED_ROWS = {"Throughput and latency", "Losses and learning", "Drift and collapse", "Capture and intake health",
+                 "Sound events (streamssl events)"}
 
 
 # --- helpers shared with tests/test_prometheus_e2e.py ------------------------------
@@ -55,6 +56,7 @@ def exposed_names() -> dict[str, set[str]]:
     registry = CollectorRegistry()
     CaptureMetrics(registry)
     LearnerMetrics(registry)
+    EventsMetrics(registry)
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"],
                 "gauge": [""], "summary": ["_sum", "_count", ""]}
     return {f.name: {f.name + s for s in suffixes[f.type]} for f in registry.collect()}
@@ -226,7 +228,7 @@ def test_promtool_check_metrics_finds_no_lint_problems_in_the_exposition():
     from prometheus_client.metrics import MetricWrapperBase
 
     registry = CollectorRegistry()
-    for holder in (CaptureMetrics(registry), LearnerMetrics(registry)):
+    for holder in (CaptureMetrics(registry), LearnerMetrics(registry), EventsMetrics(registry)):
         for m in vars(holder).values():
             if isinstance(m, Info):
                 m.info({"version": "0"})
@@ -239,7 +241,7 @@ def test_promtool_check_metrics_finds_no_lint_problems_in_the_exposition():
 
 
 def test_dashboard_threshold_lines_are_the_alert_thresholds():
-    """The spread, real-time factor and checkpoint-age panels draw the line their alert fires at."""
+    """The spread, real-time factor, checkpoint-age and novelty panels draw the line their alert fires at."""
     rules = {r["alert"]: r["expr"] for r in rule_blocks() if "alert" in r}
     panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
 
@@ -253,3 +255,5 @@ def test_dashboard_threshold_lines_are_the_alert_thresholds():
     assert line("Embedding effective rank (dimensional collapse)") == rank
     assert f"streamssl_learner_realtime_factor < {line('Real-time factor')}" in rules["StreamsslLearnerBehindRealtime"]
     assert f"> {line('Checkpoint age')}" in rules["StreamsslCheckpointStale"]
+    assert f"[5m])) > {line('Novelty events per 5 minutes')}" in rules["StreamsslNoveltyBurst"]
+    assert "increase(streamssl_events_novel_total[5m])" in panels["Novelty events per 5 minutes"]["targets"][0]["expr"]

@@ -3,7 +3,8 @@ Prometheus scraping a real learner fed by a real capture.
 
 A Debian ``prometheus`` (2.42) is started on a free loopback port with a 1 s scrape and
 rule-evaluation interval, loading the repository's rules file; ``streamssl learn``
-(small model) and ``streamssl capture --source speech`` run as separate processes. Once
+(small model), ``streamssl capture --source speech`` and ``streamssl events`` run as
+separate processes. Once
 audio flows and a checkpoint exists, each query goes through ``/api/v1/query``:
 
 - dashboard targets as written, with ``$__rate_interval`` replaced by ``30s``;
@@ -98,8 +99,8 @@ def stack(tmp_path):
     """Prometheus + learner + speech capture on free loopback ports; yields the Prometheus port."""
     prom_bin = shutil.which("prometheus")
     assert prom_bin, "prometheus not found: install the Debian package 'prometheus' (make system)"
-    learner_port, capture_port, prom_port = free_port(), free_port(), free_port()
-    audio = free_endpoint()
+    learner_port, capture_port, events_port, prom_port = free_port(), free_port(), free_port(), free_port()
+    audio, embeddings = free_endpoint(), free_endpoint()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -107,6 +108,7 @@ def stack(tmp_path):
         "scrape_configs:\n"
         f"  - job_name: streamssl-learner\n    static_configs:\n      - targets: ['127.0.0.1:{learner_port}']\n"
         f"  - job_name: streamssl-capture\n    static_configs:\n      - targets: ['127.0.0.1:{capture_port}']\n"
+        f"  - job_name: streamssl-events\n    static_configs:\n      - targets: ['127.0.0.1:{events_port}']\n"
     )
     prom_log = open(tmp_path / "prometheus.log", "wb")
     prom = subprocess.Popen(
@@ -119,7 +121,7 @@ def stack(tmp_path):
     try:
         wait_until(lambda: api(prom_port, "status/buildinfo"), 30, 0.1, "prometheus ready")
         procs.append(start_streamssl(
-            "learn", "--config", str(SMALL), "--audio-bind", audio, "--embeddings-bind", free_endpoint(),
+            "learn", "--config", str(SMALL), "--audio-bind", audio, "--embeddings-bind", embeddings,
             "--metrics-port", str(learner_port), "--checkpoint-dir", str(tmp_path / "ckpt"),
             "--checkpoint-interval", "2", "--device", "cpu", "--set", "model.encoder_channels=64",
             log_path=tmp_path / "learner.log",
@@ -127,6 +129,10 @@ def stack(tmp_path):
         procs.append(start_streamssl(
             "capture", "--source", "speech", "--stream-id", "e2e", "--connect", audio,
             "--metrics-port", str(capture_port), log_path=tmp_path / "capture.log",
+        ))
+        procs.append(start_streamssl(
+            "events", embeddings, "--config", str(SMALL), "--metrics-port", str(events_port),
+            "--out", str(tmp_path / "events.jsonl"), log_path=tmp_path / "events.log",
         ))
         # A malformed message (one frame, no header) so the rejection series move too.
         ctx = zmq.Context.instance()
@@ -140,6 +146,8 @@ def stack(tmp_path):
                    "learner updates")
         wait_until(lambda: metric(scrape(learner_port), "streamssl_learner_last_checkpoint_timestamp_seconds") > 0,
                    120, 0.5, "first checkpoint")
+        wait_until(lambda: metric(scrape(events_port), "streamssl_events_windows_total") >= 1, 60, 0.5,
+                   "events clustering")
         yield prom_port
     finally:
         if bad is not None:
@@ -186,5 +194,5 @@ def test_every_dashboard_and_rule_query_returns_data_from_a_real_prometheus(stac
     assert float(rejected[0]["value"][1]) >= 1, rejected
     # Both targets healthy as Prometheus sees them.
     health = {t["labels"]["job"]: t["health"] for t in api(port, "targets")["activeTargets"]}
-    assert health == {"streamssl-learner": "up", "streamssl-capture": "up"}
+    assert health == {"streamssl-learner": "up", "streamssl-capture": "up", "streamssl-events": "up"}
     print(f"{len(queries)} queries returned data ({len(dash['panels'])} dashboard panels incl. rows, {len(rules)} rules)")

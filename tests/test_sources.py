@@ -198,7 +198,8 @@ def test_reblock_makes_fixed_blocks_and_a_short_tail():
 
 
 def test_open_source_rejects_bad_specs_as_config_errors(tmp_path):
-    for spec in ["nosuch", "file:", f"file:{tmp_path}/missing.wav", f"ffmpeg:{tmp_path}/missing.ogg", "synth:x"]:
+    for spec in ["nosuch", "file:", f"file:{tmp_path}/missing.wav", f"ffmpeg:{tmp_path}/missing.ogg", "synth:x",
+                 "scenes:soon", "scenes:-5"]:
         with pytest.raises(ConfigError, match="capture.source"):
             open_source(spec, sample_rate=RATE, block_frames=WINDOW)
 
@@ -209,3 +210,25 @@ def test_synth_blocks_in_process():
     src.close()
     assert all(b.samples.shape == (WINDOW, 2) and b.samples.dtype == np.float32 for b in blocks)
     assert all(b.capture_ns > 0 for b in blocks)
+
+
+def test_scenes_are_seeded_labelled_and_bring_the_novel_kind_after_its_time():
+    from itertools import islice
+
+    from streamssl.capture.sources.scenes import KINDS, NOVEL_KIND, labels_for_windows, scene_plan
+
+    src = open_source("scenes:30", sample_rate=RATE, block_frames=WINDOW, realtime=False, seed=4)
+    again = open_source("scenes:30", sample_rate=RATE, block_frames=WINDOW, realtime=False, seed=4)
+    a = np.concatenate([b.samples for _, b in zip(range(120), src)])
+    b = np.concatenate([b.samples for _, b in zip(range(120), again)])
+    src.close()
+    again.close()
+    np.testing.assert_array_equal(a, b)  # same seed, same scene, to the bit
+    plan = list(islice(scene_plan(4, 30.0), 20))
+    assert all(p.kind != q.kind for p, q in zip(plan, plan[1:])), "never the same kind twice in a row"
+    before = [p.kind for p in plan if p.start_s < 30.0]
+    assert set(before) <= set(KINDS) and len(set(before)) >= 3
+    assert next(p for p in plan if p.start_s >= 30.0).kind == NOVEL_KIND
+    labels = labels_for_windows(120, WINDOW / RATE, 4, 30.0)
+    first = plan[1].start_s  # the second segment starts here: its kind labels the windows after it
+    assert labels[0] == plan[0].kind and labels[int(first / (WINDOW / RATE)) + 1] == plan[1].kind

@@ -169,6 +169,37 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
         ]),
         ("Learners", "none", "table", "Version, model and device of each learner.", [t("streamssl_learner_info", "")]),
     ]),
+    ("Sound events (streamssl events)", [
+        ("Kinds of sound (established clusters)", "none", "timeseries",
+         "Clusters the events service holds now. A slow rise is a place being learned; a drop after a model "
+         "change is a start-over (see resets).", [
+            t("streamssl_events_clusters_alive", "{{instance}}"),
+        ]),
+        ("New kinds of sound per minute", "none", "timeseries",
+         "Clusters that became established, per minute. Near 0 once the place has been heard.", [
+            t(f"60 * rate(streamssl_events_new_clusters_total[{RI}])", "{{instance}}"),
+        ]),
+        ("Novelty events per 5 minutes", "none", "timeseries",
+         "Runs of windows unlike anything heard, per stream. A quiet place gives at most ~1 per 5 minutes; "
+         "StreamsslNoveltyBurst fires above 3.", [
+            t("sum by (stream) (increase(streamssl_events_novel_total[5m]))", "{{stream}}"),
+        ]),
+        ("Windows clustered per second", "none", "timeseries",
+         "Embeddings the events service took in, per stream; compare with embeddings published.", [
+            t(f"sum by (stream) (rate(streamssl_events_windows_total[{RI}]))", "{{stream}}"),
+        ]),
+        ("Events health", "none", "timeseries",
+         "Start-overs (embeddings of another model), malformed messages, windows missed by the subscription, "
+         "failed checkpoints (all should stay 0).", [
+            t(f"increase(streamssl_events_resets_total[{RI}])", "resets {{instance}}"),
+            t(f"increase(streamssl_events_messages_rejected_total[{RI}])", "rejected {{instance}}"),
+            t(f"increase(streamssl_events_gap_windows_total[{RI}])", "missed {{instance}}"),
+            t(f"increase(streamssl_events_checkpoint_errors_total[{RI}])", "checkpoint errors {{instance}}"),
+        ]),
+        ("Model step seen by events", "none", "timeseries", "Step of the model behind the last clustered window.", [
+            t("streamssl_events_model_step", "{{instance}}"),
+        ]),
+    ]),
 ]
 
 
@@ -179,6 +210,7 @@ THRESHOLDS = {
     "Embedding effective rank (dimensional collapse)": ("red", 2, "green"),  # StreamsslDimensionalCollapse
     "Real-time factor": ("red", 1, "green"),  # StreamsslLearnerBehindRealtime
     "Checkpoint age": ("green", 1800, "red"),  # StreamsslCheckpointStale
+    "Novelty events per 5 minutes": ("green", 3, "red"),  # StreamsslNoveltyBurst
 }
 
 

@@ -30,7 +30,7 @@ _FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="mic[:DEVICE] | file:PATH | ffmpeg:URL_OR_PATH | stdin | speech | synth")
+    parser.add_argument("--source", help="mic[:DEVICE] | file:PATH | ffmpeg:URL_OR_PATH | stdin | speech | synth | scenes[:NOVEL_AFTER_S]")
     parser.add_argument("--connect", help="learner audio endpoint, e.g. tcp://127.0.0.1:5555")
     parser.add_argument("--window-ms", help="window length in milliseconds")
     parser.add_argument("--stream-id", help="stream name (1..32 bytes)")
@@ -39,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", help="channels of the windows")
     parser.add_argument("--dtype", help="int16 | float32 on the wire")
     parser.add_argument("--max-seconds", help="stop after this much audio (0 = forever)")
-    parser.add_argument("--seed", help="seed of the speech/synth generators")
+    parser.add_argument("--seed", help="seed of the speech/synth/scenes generators")
     parser.add_argument("--no-realtime", dest="realtime", action="store_false", default=None,
-                        help="read file/stdin/ffmpeg/speech/synth as fast as consumed, with back-pressure instead of drops")
+                        help="read file/stdin/ffmpeg/speech/synth/scenes as fast as consumed, with back-pressure instead of drops")
     parser.add_argument("--loop", action="store_true", default=None, help="loop file/ffmpeg sources")
     add_config_arguments(parser)
 

@@ -23,6 +23,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -76,20 +77,32 @@ def write(state: dict, directory: str | Path, keep: int = 3) -> Path:
     step = int(state["learner"]["core"]["step"])
     # The time suffix keeps two saves at one step (no update in between) from colliding.
     path = directory / f"ckpt-{step:012d}-{time.time_ns():020d}.pt"
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
     serialised = _serialise(state)
     envelope = {
         "format": FORMAT,
         "sha256": hashlib.sha256(serialised).hexdigest(),
         "payload": torch.frombuffer(bytearray(serialised), dtype=torch.uint8),
     }
+    buf = io.BytesIO()
+    torch.save(envelope, buf)
+    atomic_write(path, buf.getbuffer())
+    for old in sorted(directory.glob(PATTERN))[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write(path: Path, data) -> None:
+    """``data`` to ``path`` so a reader sees the old file or the new one, never half of one:
+    a temp file in the same directory, fsync, rename, fsync of the directory. On any failure
+    (a full disk) the temp file is removed and the old file stays."""
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{threading.get_native_id()}"
     try:
         with open(tmp, "wb") as f:
-            torch.save(envelope, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(directory, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -97,9 +110,6 @@ def write(state: dict, directory: str | Path, keep: int = 3) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    for old in sorted(directory.glob(PATTERN))[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
 
 
 def copied(obj):

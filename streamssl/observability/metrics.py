@@ -200,3 +200,33 @@ class LearnerMetrics:
             self.memory.set(rss_pages * os.sysconf("SC_PAGE_SIZE"))
         except (OSError, ValueError, IndexError):
             pass
+
+
+class EventsMetrics:
+    """What ``streamssl events`` exports: how many kinds of sound, how often a new one, novelty by stream."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = self.registry = registry or CollectorRegistry()
+        self.windows = Counter("streamssl_events_windows", "Embeddings clustered", ["stream"], registry=r)
+        self.novel = Counter(
+            "streamssl_events_novel", "Novelty events: runs of windows far from every established cluster", ["stream"],
+            registry=r,
+        )
+        self.new_clusters = Counter(
+            "streamssl_events_new_clusters", "Clusters that became established (a new kind of sound)", registry=r
+        )
+        self.clusters_alive = Gauge("streamssl_events_clusters_alive", "Established clusters held now", registry=r)
+        self.resets = Counter(
+            "streamssl_events_resets", "Times the clusterer started over (embeddings of another model)", registry=r
+        )
+        self.rejected = Counter(
+            "streamssl_events_messages_rejected", "Malformed embedding messages skipped", registry=r
+        )
+        self.gaps = Counter(
+            "streamssl_events_gap_windows", "Windows missing between consecutive embeddings of a stream session",
+            registry=r,
+        )
+        self.checkpoint_errors = Counter(
+            "streamssl_events_checkpoint_errors", "Clusterer checkpoints that could not be written", registry=r
+        )
+        self.model_step = Gauge("streamssl_events_model_step", "Model step of the last embedding clustered", registry=r)

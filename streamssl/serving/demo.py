@@ -5,6 +5,10 @@ processes (free ports, so it never collides with a running deployment), subscrib
 the embeddings in this process, shows live progress read from the daemons' /metrics,
 and at the end (or on Ctrl-C) stops them cleanly, prints a summary, and leaves a
 checkpoint, logs and a loss plot in the output folder it names.
+
+With ``--source scenes[:NOVEL_AFTER_S]`` (segments of known kinds of sound) it also runs
+``streamssl events`` on the embeddings and the summary shows the clusters it found
+against the kinds the scene played (``events_summary``).
 """
 
 from __future__ import annotations
@@ -167,6 +171,9 @@ def run_demo(
          "--metrics-port", str(capture_port)],
         out / "capture.log",
     )
+    events = None
+    if source.startswith("scenes"):
+        events = procs.spawn(["events", *common, emb_ep, "--out", str(out / "events.jsonl")], out / "events.log")
     counter = EmbeddingCounter(emb_ep)
     counter.start()
     progress = Progress(learner_port, capture_port)
@@ -197,8 +204,47 @@ def run_demo(
         progress.refresh()
         learner_rc = procs.terminate(learner, timeout=60)
         counter.stop()
+        if events is not None:
+            procs.terminate(events)
     elapsed = time.monotonic() - started
-    return _summarise(console, progress, counter, out, ckpt_dir, elapsed, learner_rc, interrupted)
+    rc = _summarise(console, progress, counter, out, ckpt_dir, elapsed, learner_rc, interrupted)
+    if events is not None:
+        console.print(events_summary(out / "events.jsonl", cfg, source))
+    return rc
+
+
+def events_summary(path: Path, cfg: Config, source: str) -> Table:
+    """The clusters ``streamssl events`` found, against the kinds the scene played (by seq)."""
+    import json
+
+    from sklearn.metrics import adjusted_rand_score
+
+    from streamssl.capture.sources.scenes import labels_for_windows
+
+    _, _, arg = source.partition(":")
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = [r for r in records if r["cluster"] >= 0]
+    table = Table(title="sound events: clusters found vs the kinds played")
+    for col in ("kind", "windows", "clusters (windows)", "novel"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    if not records:
+        table.add_row("no events clustered", "", "", "")
+        return table
+    window_s = cfg.capture.window_ms / 1000
+    labels = labels_for_windows(max(r["seq"] for r in records) + 1, window_s, cfg.capture.seed,
+                                float(arg) if arg else None)
+    kinds = [labels[r["seq"]] for r in records]
+    for kind in sorted(set(kinds)):
+        mine = [r for r, k in zip(records, kinds) if k == kind]
+        counts: dict[int, int] = {}
+        for r in mine:
+            counts[r["cluster"]] = counts.get(r["cluster"], 0) + 1
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(kind, str(len(mine)), ", ".join(f"#{c} ({n})" for c, n in top),
+                      str(sum(r["novel"] for r in mine)))
+    ari = adjusted_rand_score(kinds, [r["cluster"] for r in records])
+    table.caption = f"adjusted Rand index {ari:.2f} over {len(records)} windows (1 = clusters are the kinds)"
+    return table
 
 
 def _summarise(console, progress, counter, out, ckpt_dir, elapsed, learner_rc, interrupted) -> int:

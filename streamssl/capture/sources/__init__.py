@@ -8,7 +8,7 @@ missing tool) raises ``ConfigError`` here, so the daemon fails at start with one
 failures while running raise ``SourceError``.
 
 Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``speech``,
-``synth``; their rules live once, in ``config.parse_source_spec`` (re-exported here as
+``synth``, ``scenes[:NOVEL_AFTER_S]``; their rules live once, in ``config.parse_source_spec`` (re-exported here as
 ``parse_spec``), so a config file and ``open_source`` refuse the same specs.
 """
 
@@ -53,6 +53,10 @@ def open_source(
         from streamssl.capture.sources.speech import SpeechSource
 
         return SpeechSource(seed=seed, **common)
+    if kind == "scenes":
+        from streamssl.capture.sources.scenes import ScenesSource
+
+        return ScenesSource(float(arg) if arg else None, seed=seed, **common)
     from streamssl.capture.sources.synth import SynthSource
 
     return SynthSource(seed=seed, **common)

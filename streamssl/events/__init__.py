@@ -1,0 +1,1 @@
+"""Sound-event discovery on the embedding stream (``streamssl events``)."""
