@@ -115,3 +115,18 @@ def test_event_messages_round_trip_and_refuse_other_kinds():
     with pytest.raises(wire.WireError) as err:
         wire.decode_event(wire.encode_embedding(frame))
     assert err.value.reason == wire.Reason.KIND
+
+
+def test_a_full_disk_is_counted_and_the_service_goes_on():
+    """Events written to /dev/full (every write fails with ENOSPC, a real full device)."""
+    from streamssl.events.service import EventsService
+
+    full = open("/dev/full", "w")
+    service = EventsService(config.Config(), "tcp://127.0.0.1:1", out=full)
+    for seq in range(3):
+        frame = wire.EmbeddingFrame("mic", seq, seq, seq, np.full(DIM, float(seq), np.float32))
+        service._write(service.handle(frame))  # noqa: SLF001 - the loop's write, without sockets
+    with pytest.raises(OSError):
+        full.close()  # what is still buffered cannot be written either (the command logs it)
+    assert service.metrics.registry.get_sample_value("streamssl_events_write_errors_total") == 3
+    assert service.metrics.registry.get_sample_value("streamssl_events_windows_total", {"stream": "mic"}) == 3

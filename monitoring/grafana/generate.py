@@ -190,11 +190,12 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
         ]),
         ("Events health", "none", "timeseries",
          "Start-overs (embeddings of another model), malformed messages, windows missed by the subscription, "
-         "failed checkpoints (all should stay 0).", [
+         "failed checkpoints and event lines (all should stay 0).", [
             t(f"increase(streamssl_events_resets_total[{RI}])", "resets {{instance}}"),
             t(f"increase(streamssl_events_messages_rejected_total[{RI}])", "rejected {{instance}}"),
             t(f"increase(streamssl_events_gap_windows_total[{RI}])", "missed {{instance}}"),
             t(f"increase(streamssl_events_checkpoint_errors_total[{RI}])", "checkpoint errors {{instance}}"),
+            t(f"increase(streamssl_events_write_errors_total[{RI}])", "write errors {{instance}}"),
         ]),
         ("Model step seen by events", "none", "timeseries", "Step of the model behind the last clustered window.", [
             t("streamssl_events_model_step", "{{instance}}"),

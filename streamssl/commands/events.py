@@ -42,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return service.run(max_windows=args.count or None, timeout_s=args.timeout)
     finally:
         if out is not sys.stdout:
-            out.close()
+            try:
+                out.close()
+            except OSError as exc:  # a full disk: the lines still buffered are lost, and said so
+                print(f"streamssl events: could not write the last events to {args.out}: {exc}", file=sys.stderr)

@@ -124,8 +124,7 @@ class EventsService:
                 self.metrics.gaps.inc(sub.gaps - gaps)
                 rejected, gaps = sub.rejected, sub.gaps
                 event = self.handle(frame)
-                self.out.write(json.dumps(event.record()) + "\n")
-                self.out.flush()
+                self._write(event)
                 if pub is not None:
                     sent = wire.SoundEvent(**{**event.__dict__, "sent_ns": time.time_ns()})
                     pub.send_multipart(wire.encode_event(sent), zmq.NOBLOCK)
@@ -139,6 +138,17 @@ class EventsService:
             if server is not None:
                 server[0].shutdown()
         return code
+
+    def _write(self, event: wire.SoundEvent) -> None:
+        """One JSON line; a failed write (a full disk, a closed pipe) is counted and logged, and
+        the service goes on clustering and publishing."""
+        try:
+            self.out.write(json.dumps(event.record()) + "\n")
+            self.out.flush()
+        except OSError as exc:
+            self.metrics.write_errors.inc()
+            if self.metrics.write_errors._value.get() == 1:  # noqa: SLF001 - log the first, count the rest
+                log.error("cannot write events (counted in streamssl_events_write_errors_total): %s", exc)
 
     # --- state ----------------------------------------------------------------------
 

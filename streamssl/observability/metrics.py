@@ -229,4 +229,7 @@ class EventsMetrics:
         self.checkpoint_errors = Counter(
             "streamssl_events_checkpoint_errors", "Clusterer checkpoints that could not be written", registry=r
         )
+        self.write_errors = Counter(
+            "streamssl_events_write_errors", "Event lines that could not be written to stdout or --out", registry=r
+        )
         self.model_step = Gauge("streamssl_events_model_step", "Model step of the last embedding clustered", registry=r)
