@@ -275,7 +275,7 @@ class EventsConfig:
     scale_halflife: float = _f(600.0, check=positive, doc="windows over which the standardisation and the components forget (they follow the model as it trains)")
     basis_every: int = _f(60, check=in_range(2, 100000), doc="windows between re-computations of the components (each aligned to the previous ones)")
     radius: float = _f(0.8, check=positive, doc="a window farther than this from every cluster centre opens a new cluster (unit: the RMS norm of a point)")
-    fading: float = _f(0.001, check=in_range(1e-7, 1.0), doc="a cluster's weight decays by this fraction per window; below min_weight / 4 it is forgotten")
+    fading: float = _f(0.001, check=in_range(1e-7, 1.0), doc="a cluster's weight decays by this fraction per window; below 0.5 (half a window's weight) it is forgotten")
     min_weight: float = _f(4.0, check=positive, doc="weight a cluster needs to be established: only established clusters make a window familiar")
     max_clusters: int = _f(256, check=in_range(2, 100000), doc="clusters kept at most (the lightest is forgotten first)")
     residual_limit: float = _f(3.0, check=positive, doc="a window whose energy off the components exceeds this many times the typical (RMS) is far, wherever it projects")

@@ -52,14 +52,11 @@ reset model), cannot be compared with what was learned: ``observe`` raises
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from streamssl.config import EventsConfig
-
-log = logging.getLogger(__name__)
 
 FORGET_WEIGHT = 0.5  # a cluster below this weight is forgotten (one window's weight, halved)
 

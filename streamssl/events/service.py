@@ -30,7 +30,7 @@ import zmq
 from streamssl import wire
 from streamssl.config import Config
 from streamssl.events.clusterer import EventClusterer, ModelChanged
-from streamssl.learning.checkpoint import atomic_write
+from streamssl.learning.checkpoint import atomic_write, prune
 from streamssl.observability.metrics import EventsMetrics, serve
 from streamssl.serving.subscriber import subscribe
 from streamssl.transport import make_socket
@@ -58,7 +58,7 @@ class EventsService:
         self.metrics = metrics or EventsMetrics()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.clusterer: EventClusterer | None = None
-        self.resets = 0
+        self._write_failed = False  # the first failed event write is logged, every one counted
         self._stop = threading.Event()
         self._last_checkpoint = time.monotonic()
         if self.checkpoint_dir:
@@ -77,7 +77,6 @@ class EventsService:
         try:
             a = self.clusterer.observe(frame.stream_id, frame.embedding, frame.model_step, frame.session)
         except ModelChanged as exc:
-            self.resets += 1
             self.metrics.resets.inc()
             log.warning("clusters start over: %s", exc)
             self.clusterer = EventClusterer(self.cfg.events, frame.dim)
@@ -147,7 +146,8 @@ class EventsService:
             self.out.flush()
         except OSError as exc:
             self.metrics.write_errors.inc()
-            if self.metrics.write_errors._value.get() == 1:  # noqa: SLF001 - log the first, count the rest
+            if not self._write_failed:
+                self._write_failed = True
                 log.error("cannot write events (counted in streamssl_events_write_errors_total): %s", exc)
 
     # --- state ----------------------------------------------------------------------
@@ -164,14 +164,14 @@ class EventsService:
         state = json.dumps(self.clusterer.state_dict(), allow_nan=True)
         envelope = {"format": STATE_FORMAT, "sha256": hashlib.sha256(state.encode()).hexdigest(), "state": state}
         path = self.checkpoint_dir / f"events-{time.time_ns():020d}.json"
+        data = json.dumps(envelope).encode()
         try:
-            atomic_write(path, json.dumps(envelope).encode())
+            atomic_write(path, lambda f: f.write(data))
         except OSError as exc:
             self.metrics.checkpoint_errors.inc()
             log.error("events checkpoint failed, previous one kept: %s", exc)
             return None
-        for old in sorted(self.checkpoint_dir.glob(STATE_PATTERN))[:-KEEP]:
-            old.unlink(missing_ok=True)
+        prune(self.checkpoint_dir, STATE_PATTERN, KEEP)
         return path
 
     def _resume(self) -> None:

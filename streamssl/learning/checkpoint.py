@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -83,22 +84,19 @@ def write(state: dict, directory: str | Path, keep: int = 3) -> Path:
         "sha256": hashlib.sha256(serialised).hexdigest(),
         "payload": torch.frombuffer(bytearray(serialised), dtype=torch.uint8),
     }
-    buf = io.BytesIO()
-    torch.save(envelope, buf)
-    atomic_write(path, buf.getbuffer())
-    for old in sorted(directory.glob(PATTERN))[:-keep]:
-        old.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(envelope, f))
+    prune(directory, PATTERN, keep)
     return path
 
 
-def atomic_write(path: Path, data) -> None:
-    """``data`` to ``path`` so a reader sees the old file or the new one, never half of one:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(f)`` into ``path`` so a reader sees the old file or the new one, never half of one:
     a temp file in the same directory, fsync, rename, fsync of the directory. On any failure
     (a full disk) the temp file is removed and the old file stays."""
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{threading.get_native_id()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -110,6 +108,12 @@ def atomic_write(path: Path, data) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def prune(directory: Path, pattern: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` files matching ``pattern`` (their names sort by age)."""
+    for old in sorted(directory.glob(pattern))[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def copied(obj):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -92,11 +93,7 @@ class Checkpointer:
         if self._writing is not None:  # let a periodic write finish first: checkpoints stay in step order
             self._writing.exception()
             self.poll(self._last)
-        lock = self.trainer.lock if self.trainer is not None else None
-        if lock is not None:
-            with lock:  # between two steps
-                training = self.learner.training_state()
-        else:
+        with self.trainer.lock if self.trainer is not None else nullcontext():  # between two steps
             training = self.learner.training_state()
         try:
             path = checkpoint.write(self._payload(training), self.directory, self.keep)
