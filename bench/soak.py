@@ -16,6 +16,10 @@ the embeddings received in that interval. At the end it prints a table per
 - drift detections over the run (stationary input: there should be none after warm-up);
 - latency p50/p99 per segment.
 
+``--record FILE.npz`` also keeps every embedding as the subscriber received it (stream id,
+seq, model step, arrival time, the vector as float16), so the drift detectors can be
+replayed offline on a real training run (``bench/drift_replay.py``).
+
     .venv/bin/python bench/soak.py --streams 16 --minutes 30 --out bench/soak.json
 
 Asserts nothing: the figures go to bench/RESULTS.md.
@@ -63,9 +67,10 @@ def rss_mb(pid: int) -> float:
 class Listener(threading.Thread):
     """Every embedding: latency past the window's last sample, and seq holes per stream session."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, record: bool = False):
         super().__init__(daemon=True, name="soak-subscriber")
         self.endpoint = endpoint
+        self.record: list | None = [] if record else None
         self.lock = threading.Lock()
         self.latencies: list[float] = []
         self.last: dict[tuple[str, int], int] = {}
@@ -84,6 +89,9 @@ class Listener(threading.Thread):
                 self.last[key] = max(frame.seq, prev if prev is not None else -1)
                 self.latencies.append((now - frame.capture_ns) / 1e6)
                 self.frames += 1
+                if self.record is not None:
+                    self.record.append((frame.stream_id, frame.seq, frame.model_step, now,
+                                        frame.embedding.astype(np.float16)))
             if self.stop.is_set():
                 return
 
@@ -103,6 +111,7 @@ def main() -> int:
     p.add_argument("--warmup-min", type=float, default=5.0)
     p.add_argument("--out", default="bench/soak.json")
     p.add_argument("--log-dir", default=None)
+    p.add_argument("--record", default=None, metavar="FILE.npz", help="keep every embedding for an offline replay")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="config overrides for every daemon, as for streamssl learn/capture")
     args = p.parse_args()
@@ -126,7 +135,7 @@ def main() -> int:
                 print(f"learner did not start; see {log_dir / 'learn.log'}", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-    listener = Listener(emb_ep)
+    listener = Listener(emb_ep, record=bool(args.record))
     listener.start()
     captures = [
         spawn(["capture", *cfg, "--set", f"capture.stream_id=soak{i}", "--set", f"capture.connect={audio_ep}",
@@ -137,6 +146,7 @@ def main() -> int:
     samples = []
     scrape_failures = 0
     t0 = time.monotonic()
+    t0_ns = time.time_ns()
     print(f"soak: {args.streams} streams for {args.minutes:g} min, logs in {log_dir}", flush=True)
     try:
         while time.monotonic() - t0 < args.minutes * 60:
@@ -219,6 +229,13 @@ def main() -> int:
         "samples": [{k: v for k, v in r.items() if k != "latency_ms"} for r in samples],
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    if args.record:
+        with listener.lock:
+            rec = list(listener.record)
+        np.savez(args.record, stream_id=np.array([r[0] for r in rec]), seq=np.array([r[1] for r in rec]),
+                 model_step=np.array([r[2] for r in rec]), received_ns=np.array([r[3] for r in rec], dtype=np.int64),
+                 embedding=np.stack([r[4] for r in rec]) if rec else np.zeros((0, 0), np.float16),
+                 t0_ns=np.int64(t0_ns))
     return 0
 
 

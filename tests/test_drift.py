@@ -342,3 +342,18 @@ def test_many_interleaved_speech_streams_raise_no_input_drift():
     assert found == []
     assert len(mon._inputs) == streams  # noqa: SLF001 - one set of input detectors per stream, each warmed up
     assert all(not c.warming for chans in mon._inputs.values() for c in chans.values())  # noqa: SLF001
+
+
+def test_page_hinkley_stays_quiet_on_a_long_stationary_signal():
+    """river's default forgetting (alpha = 1 - 1e-4) lets Page-Hinkley's sums settle and then wander
+    by ~70 standard deviations: on stationary input it fired every ~10 000 observations (every
+    ~5 minutes of 16 streams' embeddings in the soak). Without forgetting, 40 000 stationary
+    values raise nothing, and a shift of 2 standard deviations afterwards is still found."""
+    from streamssl.observability.detectors import Channel
+
+    rng = np.random.default_rng(0)
+    chan = Channel("embedding", DriftConfig(warmup=200), floor=0.01)
+    fired = [d for x in rng.normal(1.0, 0.3, 40_000) for d in chan.observe(float(x))[1]]
+    assert fired == []
+    after = [d for x in rng.normal(1.6, 0.3, 50) for d in chan.observe(float(x))[1]]
+    assert "page_hinkley" in after

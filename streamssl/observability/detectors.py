@@ -14,6 +14,15 @@ from river import drift, stats
 
 from streamssl.config import DriftConfig
 
+# Page-Hinkley keeps its cumulative sums without forgetting. river's default alpha (1 - 1e-4)
+# fades them, so on stationary input a sum settles at (mean - delta) / (1 - alpha) and then
+# wanders around it with a standard deviation of about sigma / sqrt(2 (1 - alpha)) = 70 sigma,
+# far above the 10-sigma threshold: after ~1 / (1 - alpha) observations (10 000 = 5 minutes of
+# 16 streams' embeddings, 83 minutes of one stream's windows) it fired on noise, again and
+# again (every ~5 minutes in the 30-minute soaks; a replay of the recorded embeddings gives
+# the same 2 detections in 15 minutes with the default and none with 1.0, bench/drift_replay.py).
+PH_ALPHA = 1.0
+
 # Standardisation floors, in each statistic's own unit: below these a warm-up spread is
 # noise of the measurement, not of the signal.
 FLOORS = {
@@ -32,6 +41,9 @@ class Channel:
         self.name = name
         self.floor = floor
         self.cfg = cfg
+        # Per-stream input statistics of speech are bimodal (talk, pause): a run of pauses is
+        # no drift, and needs a higher alarm level than the smooth embedding and loss ratios.
+        self.ph_threshold = cfg.input_ph_threshold if name.startswith("input") else cfg.ph_threshold
         self._warm: list[float] = []  # raw values until the scale is fixed
         self.mean: float | None = None
         self.std: float | None = None
@@ -41,7 +53,7 @@ class Channel:
         c = self.cfg
         return {
             "adwin": drift.ADWIN(delta=c.adwin_delta, clock=c.adwin_clock),
-            "page_hinkley": drift.PageHinkley(delta=c.ph_delta, threshold=c.ph_threshold, mode="both"),
+            "page_hinkley": drift.PageHinkley(delta=c.ph_delta, threshold=self.ph_threshold, mode="both", alpha=PH_ALPHA),
         }
 
     @property
