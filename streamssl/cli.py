@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "learn": ("streamssl.commands.learn", "run the online learner daemon"),
     "subscribe": ("streamssl.commands.subscribe", "receive embeddings from a learner"),
     "events": ("streamssl.commands.events", "cluster embeddings online: kinds of sound and novelty, per window"),
+    "proxy": ("streamssl.commands.proxy", "one embeddings endpoint for the ranks of a learner group (XSUB/XPUB)"),
     "demo": ("streamssl.commands.demo", "learner + speech capture + subscriber on loopback, with a live display"),
     "embed": ("streamssl.commands.embed", "embed audio files offline with a checkpoint"),
     "keys": ("streamssl.commands.keys", "write a CURVE key pair"),

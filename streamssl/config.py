@@ -61,6 +61,15 @@ def endpoint(v: str) -> str | None:
     return None
 
 
+def endpoints(v: str) -> str | None:
+    """A comma-separated list of endpoints, each as ``endpoint`` wants it."""
+    parts = [p.strip() for p in v.split(",")]
+    if not all(parts):
+        return "must be one endpoint or several separated by commas, none empty"
+    problems = [f"{p!r} {why}" for p in parts if (why := endpoint(p))]
+    return "; ".join(problems) or None
+
+
 def source_spec_problem(spec: str) -> str | None:
     """Why ``spec`` names no source, or None. The one home of the source-spec rules:
     the config check below and ``parse_source_spec`` (used by ``open_source``) both ask here."""
@@ -147,7 +156,7 @@ class CaptureConfig:
 
     source: str = _f("speech", check=source_spec, doc="mic[:DEVICE] | file:PATH | ffmpeg:URL | stdin | speech | synth | scenes[:NOVEL_AFTER_S]")
     stream_id: str = _f("default", check=stream_id)
-    connect: str = _f("tcp://127.0.0.1:5555", check=endpoint, doc="learner audio endpoint")
+    connect: str = _f("tcp://127.0.0.1:5555", check=endpoints, doc="learner audio endpoint; several, comma-separated (a learner group's ranks): the stream goes to one, chosen by a stable hash of its id")
     sample_rate: int = _f(16000, check=in_range(8000, 192000))
     channels: int = _f(1, check=in_range(1, MAX_CHANNELS))
     window_ms: int = _f(500, check=in_range(10, 10000))

@@ -41,6 +41,25 @@ def spawn(
     return proc
 
 
+def spawn_group(
+    ranks: int, args: list[str], log_path: str | os.PathLike, launcher: list[str] = (), env: dict[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> subprocess.Popen:
+    """Run ``torchrun --nproc-per-node RANKS [LAUNCHER...] -m streamssl ARGS`` (a learner group on
+    this host; ``launcher`` adds e.g. ``--max-restarts 1`` or ``--nnodes``), output to ``log_path``.
+    Without ``--nnodes`` in ``launcher`` it runs standalone (its own rendezvous on a free port)."""
+    rendezvous = [] if "--nnodes" in launcher else ["--standalone"]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(ranks), *launcher,
+             "-m", "streamssl", *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env, cwd=cwd,
+        )
+    proc.log_path = str(log_path)  # type: ignore[attr-defined]
+    return proc
+
+
 def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Send ``sig`` if still running and wait; kill after ``timeout`` s. Returns the exit code."""
     if proc.poll() is None:

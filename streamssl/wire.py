@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import struct
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -393,3 +394,15 @@ def decode_embedding(frames: Sequence) -> EmbeddingFrame:
         _decode_stream_id(sid), seq, cap_ns, step, rows[0], session=session, sent_ns=sent_ns,
         frame_embeddings=rows[1:] if n_frames else None,
     )
+
+
+def stream_hash(stream_id: str) -> int:
+    """Stable signed 64-bit id of a stream (Python's ``hash`` is salted per process): MoCo's
+    queue tags keys with it, and a capture with several learner endpoints picks one by it."""
+    return int.from_bytes(hashlib.blake2b(stream_id.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def endpoint_for_stream(endpoints: Sequence[str], stream_id: str) -> str:
+    """The one of ``endpoints`` (the ranks of a learner group) that serves ``stream_id``: the same
+    for every capture of that stream, so its streaming state stays on one rank."""
+    return endpoints[stream_hash(stream_id) % len(endpoints)]

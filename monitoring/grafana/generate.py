@@ -47,6 +47,13 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
             t(f"sum by (stream) (rate(streamssl_learner_windows_received_total[{RI}]))", "received {{stream}}"),
             t(f"sum by (stream) (rate(streamssl_learner_embeddings_published_total[{RI}]))", "published {{stream}}"),
         ]),
+        ("Learner group: windows per second by rank", "ops", "timeseries",
+         "A learner group (torchrun) labels every sample with its rank: received per rank and for the group. "
+         "One process without a group shows as one line without a rank.", [
+             t(f"sum by (rank) (rate(streamssl_learner_windows_received_total[{RI}]))", "rank {{rank}}"),
+             t(f"sum(rate(streamssl_learner_windows_received_total[{RI}]))", "total"),
+             t(f"sum by (rank) (rate(streamssl_learner_updates_total[{RI}]))", "steps/s rank {{rank}}"),
+         ]),
         ("Real-time factor", "x", "timeseries",
          "Audio seconds learned per busy second over the last minute; below 1 the learner falls behind.", [
              t("streamssl_learner_realtime_factor", "{{instance}}"),

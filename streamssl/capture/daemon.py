@@ -43,7 +43,7 @@ from streamssl.config import Config, ConfigError
 from streamssl.observability.metrics import CaptureMetrics, serve
 from streamssl.capture.sources import Source, SourceError, open_source, parse_spec
 from streamssl.transport import make_socket
-from streamssl.wire import FLAG_AFTER_DROP, FLAG_INPUT_OVERFLOW, AudioWindow, encode_audio, to_pcm16
+from streamssl.wire import FLAG_AFTER_DROP, FLAG_INPUT_OVERFLOW, AudioWindow, encode_audio, endpoint_for_stream, to_pcm16
 from streamssl.wire import window_frames as wire_window_frames
 
 log = logging.getLogger("streamssl.capture")
@@ -273,9 +273,11 @@ class Capture:
             self.source.close()
             raise ConfigError(f"capture.metrics_port = {c.metrics_port}: cannot listen on {c.metrics_host}: {exc}")
         ctx = zmq.Context()
-        sock = make_socket(ctx, zmq.PUSH, self.cfg.transport, connect=c.connect)
+        # Several endpoints are the ranks of a learner group: this stream always goes to the same one.
+        learner = endpoint_for_stream([e.strip() for e in c.connect.split(",")], self.stream)
+        sock = make_socket(ctx, zmq.PUSH, self.cfg.transport, connect=learner)
         log.info("capture %s: source %s -> %s, %d ms windows (%d frames) %s, session %016x%s",
-                 self.stream, c.source, c.connect, c.window_ms, window_frames(self.cfg), c.dtype, self.session,
+                 self.stream, c.source, learner, c.window_ms, window_frames(self.cfg), c.dtype, self.session,
                  "" if not c.metrics_port else f", metrics http://{c.metrics_host}:{c.metrics_port}/metrics")
         t0 = time.monotonic()
         producer = threading.Thread(target=self._produce, name="capture-source", daemon=True)

@@ -1,8 +1,14 @@
-"""``streamssl learn``: the long-running online learner daemon."""
+"""``streamssl learn``: the long-running online learner daemon.
+
+Under ``torchrun --nproc-per-node N -m streamssl learn ...`` each of the N processes is
+one rank of a learner group (``streamssl.learning.distributed``): rank r binds the
+configured audio, embeddings and metrics ports + r.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from streamssl import config
 from streamssl.cli import add_config_arguments, flag_overrides
@@ -28,7 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config.load(args.config, flag_overrides(args, FLAGS))
+    overrides = flag_overrides(args, FLAGS)
+    cfg = config.load(args.config, overrides)
+    from streamssl.learning import distributed
+
+    if distributed.launched():  # one rank of a learner group under torchrun: its own ports
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        try:
+            audio, embeddings, metrics = distributed.rank_ports(
+                cfg.learner.audio_bind, cfg.learner.embeddings_bind, cfg.learner.metrics_port, rank, world)
+        except ValueError as exc:
+            raise config.ConfigError(str(exc)) from None
+        cfg = config.load(args.config, [*overrides, f"learner.audio_bind={audio}",
+                                        f"learner.embeddings_bind={embeddings}", f"learner.metrics_port={metrics}"])
     from streamssl.serving.daemon import LearnerDaemon, install_signal_handlers
 
     daemon = LearnerDaemon(cfg)

@@ -87,6 +87,7 @@ class LearnerCore:
         self.views = ViewMaker(o, self.logmel, self.normaliser, self.window_samples)
         self.step_count = 0
         self.skipped_steps = 0
+        self.group = None  # a streamssl.learning.distributed.Group when this is one rank of several
 
     @property
     def dim(self) -> int:
@@ -164,27 +165,52 @@ class LearnerCore:
         The normaliser folds in the new rows' frames before anything is normalised (right
         from the first window); it is rolled back with everything else if the step is skipped.
         Only new rows' keys enter the MoCo queue: replayed ones are already there.
+
+        In a learner group (``self.group``, ``streamssl.learning.distributed``) every rank
+        calls this together: the normaliser takes the group's moments, the gradient is the
+        group's example-weighted mean, MoCo's queue receives every rank's new keys, and a
+        rank may come with no examples at all (B = 0) to take its part in the reductions.
         """
+        group = self.group
         saved_norm = {k: v.clone() for k, v in self.normaliser.state_dict().items()}
         with torch.no_grad():  # the window part of the new examples (the key segment was seen before)
-            self.normaliser.update(self.logmel(audio[:new, -self.window_samples:]))
-        losses, keys = self.losses(audio, stream, time_ns)
+            frames = self.logmel(audio[:new, -self.window_samples:])
+            if group is None:
+                self.normaliser.update(frames)
+            else:
+                mean, var, count = group.reduce_moments(frames)
+                if count:
+                    self.normaliser.update_moments(mean, var, count)
+        losses, keys = self.losses(audio, stream, time_ns) if audio.shape[0] else ({}, None)
         total = sum(self.weights[k] * v for k, v in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
-        if torch.is_tensor(total) and total.requires_grad:
+        has_grad = torch.is_tensor(total) and total.requires_grad
+        if has_grad:
             # Backward runs before the loss is read: the one host sync of the step (below)
             # then reads losses and gradient norm together. A non-finite loss gives
             # non-finite gradients, and the step is skipped on either.
             total.backward()
-            grad = torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.learner.grad_clip)
         else:  # nothing to differentiate yet (MoCo alone, its queue still empty): a step without gradient
             total = torch.as_tensor(total, dtype=torch.float32, device=self.device)
+        group_bad = False
+        if group is not None:
+            group_bad, _ = group.reduce_gradients(self.parameters(), int(audio.shape[0]),
+                                                  bad=not bool(torch.isfinite(total.detach()).item()))
+            has_grad = True  # every rank now holds the group's gradient
+        if has_grad:
+            grad = torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.learner.grad_clip)
+        else:
             grad = torch.zeros((), device=self.device)
         names = list(losses)
         read = torch.stack([total.detach().float(), grad.float(), *(losses[k].detach().float() for k in names)]).tolist()
         values = dict(zip(names, read[2:])) | {"total": read[0]}
         grad_norm = read[1]
-        skipped = not (np.isfinite(values["total"]) and np.isfinite(grad_norm))
+        # In a group the decision is the group's (the same gradient and flag on every rank):
+        # one rank's empty batch has no loss of its own to judge.
+        if group is not None:
+            skipped = group_bad or not np.isfinite(grad_norm)
+        else:
+            skipped = not (np.isfinite(values["total"]) and np.isfinite(grad_norm))
         if skipped:
             self.optimizer.zero_grad(set_to_none=True)
             self.normaliser.load_state_dict(saved_norm)
@@ -194,7 +220,11 @@ class LearnerCore:
         self.step_count += 1
         if self.moco is not None:
             self.moco.momentum_update(self.backbone, self.projection)
-            self.moco.dequeue_and_enqueue(keys[:new], stream[:new], time_ns[:new])
+            mine = keys[:new] if keys is not None else torch.zeros(0, self.moco.queue.shape[1], device=self.device)
+            k, s_, t_ = mine, stream[:new], time_ns[:new]
+            if group is not None:
+                k, s_, t_ = group.gather_keys(mine, s_, t_)
+            self.moco.dequeue_and_enqueue(k, s_, t_)
         return StepResult(values, grad_norm, False, keys[:new] if keys is not None else None)
 
     @torch.no_grad()

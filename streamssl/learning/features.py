@@ -66,8 +66,8 @@ class LogMel(nn.Module):
         audio = audio.float()
         b, n = audio.shape
         t = self.n_frames(n)
-        if t == 0:
-            return audio.new_zeros(b, 0, self.n_mels)
+        if t == 0 or b == 0:  # no frame yet, or no audio (a learner group's rank with nothing this step)
+            return audio.new_zeros(b, t, self.n_mels)
         # Frame i is samples [i*hop, i*hop + win), windowed, zero-padded to n_fft. (torch.stft
         # with win_length < n_fft would centre the window inside n_fft-sample frames: frames
         # shifted by (n_fft - win) / 2 and one frame fewer than n_frames, which broke streaming.)
@@ -127,4 +127,13 @@ class Normaliser(nn.Module):
         rate = (1.0 / (self.count + 1).float()).clamp(min=self.momentum)
         self.mean.lerp_(x.mean(0), rate)
         self.var.lerp_(x.var(0, unbiased=False) if x.shape[0] > 1 else self.var, rate)
+        self.count += 1
+
+    @torch.no_grad()
+    def update_moments(self, mean: torch.Tensor, var: torch.Tensor, frames: int) -> None:
+        """Fold in a batch given by its moments (a learner group's reduced statistics, one update
+        for the whole group's batch, as ``update`` on all its frames would be)."""
+        rate = (1.0 / (self.count + 1).float()).clamp(min=self.momentum)
+        self.mean.lerp_(mean, rate)
+        self.var.lerp_(var if frames > 1 else self.var, rate)
         self.count += 1

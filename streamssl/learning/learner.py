@@ -138,6 +138,23 @@ class OnlineLearner:
         for sid in [s for s in self._streams if s not in stream_ids]:
             del self._streams[sid]
 
+    # --- a learner group ----------------------------------------------------------
+
+    def join_group(self, group) -> None:
+        """Learn as one rank of ``group`` (``streamssl.learning.distributed``): every rank checks
+        that it is at the same step, takes rank 0's weights, statistics and queue, and draws its
+        augmentations from its own generator. Collective: every rank calls it, before any step."""
+        from streamssl.learning.distributed import rank_seed
+
+        group.check_same_step(self.step)
+        group.broadcast_modules(self.core.modules())
+        self.core.group = group
+        if group.rank:
+            self.core.generator.manual_seed(rank_seed(self.cfg.learner.seed, group.rank) + self.step)
+            self._rng = np.random.default_rng(rank_seed(self.cfg.learner.seed, group.rank) + self.step)
+            self.replay._rng = self._rng  # noqa: SLF001 - the buffer samples with the learner's generator
+        self.publish_weights()
+
     # --- inference ----------------------------------------------------------------
 
     def serve_from_copy(self) -> None:
@@ -226,7 +243,7 @@ class OnlineLearner:
         never waits for training on all of them; every window still enters its stream's
         history, so later examples stay continuous. ``StepStats.untrained`` lists the rest.
         """
-        if not windows:
+        if not windows and self.core.group is None:
             raise ValueError("update() needs at least one new window (the daemon calls it per arrival)")
         started = time.perf_counter()
         every = self._prepared(windows)
@@ -237,7 +254,7 @@ class OnlineLearner:
         untrained = [every[i].window.stream_id for i in sorted(set(range(len(every))) - set(chosen))]
         prepared = [every[i] for i in chosen]
         lc = self.cfg.learner
-        new = np.stack([examples[i] for i in chosen])
+        new = np.stack([examples[i] for i in chosen]) if prepared else np.zeros((0, self.example_samples), np.float32)
         new_stream = np.array([stream_hash(p.window.stream_id) for p in prepared], dtype=np.int64)
         new_time = np.array([p.window.capture_ns for p in prepared], dtype=np.int64)
         old, old_stream, old_time = self.replay.sample(lc.replay_per_step)
@@ -316,9 +333,17 @@ class OnlineLearner:
         """Everything needed to continue bit-for-bit; only tensors and plain containers (weights_only loads it)."""
         return self.join_state(self.training_state(), self.serving_state())
 
-    def load_state_dict(self, sd: dict) -> None:
-        """Restore ``state_dict()``; a stream with another sample rate restarts its resampler."""
+    def load_state_dict(self, sd: dict, model_only: bool = False) -> None:
+        """Restore ``state_dict()``; a stream with another sample rate restarts its resampler.
+
+        ``model_only``: the weights, optimizer and statistics, not the replay buffer and the
+        streams (a learner group's rank > 0 resuming from rank 0's checkpoint: its own
+        streams start afresh, its replay fills again)."""
         self.core.load_state_dict(sd["core"])
+        if model_only:
+            self.audio_seconds = float(sd.get("audio_seconds", 0.0))
+            self.publish_weights()
+            return
         self.replay.load_state_dict(sd["replay"])
         self._streams = {}
         for sid, s in sd.get("streams", {}).items():

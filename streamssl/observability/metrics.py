@@ -12,11 +12,28 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.metrics_core import Metric
 
 # Latency of live audio is tens of ms to seconds, not web-request sized.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class RankLabelled:
+    """``registry`` with ``rank="r"`` added to every sample: each rank of a learner group serves
+    its own ``/metrics`` (port + rank), and dashboards split or sum by that label."""
+
+    def __init__(self, registry: CollectorRegistry, rank: int):
+        self.registry = registry
+        self.rank = str(rank)
+
+    def collect(self):
+        for family in self.registry.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for s in family.samples:
+                out.add_sample(s.name, {**s.labels, "rank": self.rank}, s.value, s.timestamp, s.exemplar)
+            yield out
 
 
 def serve(registry: CollectorRegistry, host: str, port: int):

@@ -33,7 +33,7 @@ from streamssl.config import Config
 from streamssl.serving.checkpointer import Checkpointer
 from streamssl.serving.intake import Intake
 from streamssl.serving.trainer import Trainer
-from streamssl.observability.metrics import LearnerMetrics, serve
+from streamssl.observability.metrics import LearnerMetrics, RankLabelled, serve
 from streamssl.observability.probe_set import ProbeSet
 from streamssl.observability.throughput import RealtimeFactor
 from streamssl.transport import make_socket, start_authenticator
@@ -62,6 +62,14 @@ class LearnerDaemon:
         self._stop = threading.Event()
         device = resolve_device(cfg.learner.device)
         self.learner = OnlineLearner(cfg, device=str(device))
+        self.group = None  # one rank of a learner group (torchrun): streamssl.learning.distributed
+        from streamssl.learning import distributed
+
+        if distributed.launched():
+            if not cfg.learner.serve_while_learning:
+                raise ValueError("a learner group steps on its training thread: learner.serve_while_learning must be true")
+            self.group = distributed.Group.from_environment(device)
+        self.rank = self.group.rank if self.group is not None else 0
         self.drift = DriftMonitor(cfg.drift, self.metrics, log=log)
         self.intake = Intake(
             self.metrics, cfg.learner.max_backlog, on_new_session=self.learner.reset_stream,
@@ -77,13 +85,16 @@ class LearnerDaemon:
 
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             self._resume()
-            self.history = HistoryRecorder(self.checkpoint_dir / "metrics.jsonl")
+            if self.rank == 0:  # a group's run history is rank 0's
+                self.history = HistoryRecorder(self.checkpoint_dir / "metrics.jsonl")
         self.trainer: Trainer | None = None
         if cfg.learner.serve_while_learning:
             self.learner.serve_from_copy()
-            self.trainer = Trainer(self.learner, cfg.learner.batch_max, cfg.learner.max_backlog)
+            if self.group is not None:
+                self.learner.join_group(self.group)
+            self.trainer = Trainer(self.learner, cfg.learner.batch_max, cfg.learner.max_backlog, self.group)
         self.checkpointer = None
-        if self.checkpoint_dir:
+        if self.checkpoint_dir and self.rank == 0:  # one model, one checkpoint: rank 0 writes it
             self.checkpointer = Checkpointer(
                 self.learner, self.checkpoint_dir, cfg.learner.checkpoint_keep, cfg.learner.checkpoint_interval_s,
                 self.metrics, self._checkpoint_extras, self.trainer,
@@ -105,6 +116,7 @@ class LearnerDaemon:
             "model": f"{self.cfg.model.context}-{self.cfg.model.encoder_channels}x{self.cfg.model.encoder_layers}",
             "parameters": str(n_params),
             "device": device,
+            "world_size": str(self.group.world if self.group is not None else 1),
         })
         m.model_step.set(self.learner.step)
         m.queue_fill.set(self.learner.queue_fill)
@@ -113,6 +125,10 @@ class LearnerDaemon:
         state = checkpoint.load_latest(self.checkpoint_dir)
         if state is None:
             log.info("no checkpoint in %s: starting from step 0", self.checkpoint_dir)
+            return
+        if self.rank:  # rank 0's checkpoint: the group's model; its streams and replay are rank 0's
+            self.learner.load_state_dict(state["learner"], model_only=True)
+            log.info("rank %d resumed the model at step %d; its streams start afresh", self.rank, self.learner.step)
             return
         self.learner.load_state_dict(state["learner"])
         extra = state.get("daemon", {})
@@ -134,16 +150,17 @@ class LearnerDaemon:
         auth = start_authenticator(ctx, cfg.transport)
         audio = make_socket(ctx, zmq.PULL, cfg.transport, bind=cfg.learner.audio_bind)
         pub = make_socket(ctx, zmq.PUB, cfg.transport, bind=cfg.learner.embeddings_bind)
-        server = serve(self.metrics.registry, cfg.learner.metrics_host, cfg.learner.metrics_port)
+        registry = self.metrics.registry if self.group is None else RankLabelled(self.metrics.registry, self.rank)
+        server = serve(registry, cfg.learner.metrics_host, cfg.learner.metrics_port)
         # Disconnects are the only trace of a message libzmq refused (beyond its size ceiling).
         monitor = audio.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         poller = zmq.Poller()
         poller.register(audio, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         log.info(
-            "learning: audio %s, embeddings %s, metrics %s:%d, step %d",
+            "learning: audio %s, embeddings %s, metrics %s:%d, step %d%s",
             cfg.learner.audio_bind, cfg.learner.embeddings_bind, cfg.learner.metrics_host, cfg.learner.metrics_port,
-            self.learner.step,
+            self.learner.step, f", rank {self.rank} of {self.group.world}" if self.group is not None else "",
         )
         if self.trainer is not None:
             self.trainer.start()
@@ -160,6 +177,9 @@ class LearnerDaemon:
                     self._process(batch, pub)
                 if self.trainer is not None:
                     self._collect_steps()
+                    if self.trainer.group_stopped:
+                        log.warning("another rank stopped the learner group: stopping")
+                        break
                 self._housekeeping()
         finally:
             if self.trainer is not None:

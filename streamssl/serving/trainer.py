@@ -15,6 +15,12 @@ ever waiting for a step to end.
 Step results go back to the daemon's thread through ``results`` (the daemon owns the
 metrics and the drift monitor); an exception in a step ends this thread and is re-raised
 on the daemon's thread by ``check``, as it would be on one thread.
+
+In a learner group (``group``, ``streamssl.learning.distributed``) the thread ticks in
+lockstep with the other ranks instead of waiting for windows: every ``TICK_S`` (or as
+soon as windows wait) it all-reduces how many new windows each rank has; all ranks step
+when any has some, none when none has. A stop on any rank stops every rank's thread at
+the same tick (``group_stopped``), so none is left in a collective.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ NICER_BY = 10  # nice levels below the serving loop: ~1/10 of its CPU share when
 
 
 class Trainer(threading.Thread):
-    def __init__(self, learner: OnlineLearner, learn_at_most: int, max_pending: int):
+    def __init__(self, learner: OnlineLearner, learn_at_most: int, max_pending: int, group=None):
         super().__init__(daemon=True, name="trainer")
+        self.group = group
+        self.group_stopped = False  # another rank stopped the group
         self.learner = learner
         self.learn_at_most = learn_at_most
         self.max_pending = max_pending
@@ -72,6 +80,9 @@ class Trainer(threading.Thread):
     def run(self) -> None:
         lower_thread_priority()
         try:
+            if self.group is not None:
+                self._run_in_group()
+                return
             while True:
                 with self._wake:
                     while not self._pending and not self._calls and not self._stopping:
@@ -97,6 +108,33 @@ class Trainer(threading.Thread):
                 for _, future in self._calls:
                     future.cancel()
                 self._calls = []
+
+    def _run_in_group(self) -> None:
+        from streamssl.learning.distributed import TICK_S
+
+        while True:
+            with self._wake:
+                if not self._pending and not self._calls and not self._stopping:
+                    self._wake.wait(TICK_S)
+                calls, self._calls = self._calls, []
+                batch = list(self._pending)
+                self._pending.clear()
+                stopping = self._stopping
+            with self.lock:
+                for fn, future in calls:
+                    _run_into(fn, future)
+            tick = self.group.tick(len(batch), stopping)
+            if tick.stop:
+                self.group_stopped = not stopping
+                for p in batch:  # served, never learned
+                    self.dropped.put(p.window.stream_id)
+                return
+            if tick.new == 0:
+                continue
+            with self.lock:
+                stats = self.learner.update(batch, learn_at_most=self.learn_at_most)
+                self.learner.publish_weights()
+            self.results.put((stats, batch))
 
     def check(self) -> None:
         """Re-raise a step's exception on the caller's thread."""

@@ -2,7 +2,8 @@
 
 from streamssl.learning.objectives.apc import APC, apc_loss
 from streamssl.learning.objectives.cpc import CPC, cpc_loss
-from streamssl.learning.objectives.moco import MoCo, moco_loss, stream_hash
+from streamssl.learning.objectives.moco import MoCo, moco_loss
+from streamssl.wire import stream_hash
 
 # The one list of objective names: config weights are ``<name>_weight``, metrics label ``objective=<name>``.
 OBJECTIVES = ("apc", "cpc", "moco")

@@ -23,18 +23,12 @@ so the loss is honest from the first window.
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from streamssl.learning.models import Backbone, ProjectionHead
-
-
-def stream_hash(stream_id: str) -> int:
-    """Stable signed 64-bit id of a stream (Python's ``hash`` is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(stream_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def moco_logits(
