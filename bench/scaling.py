@@ -7,10 +7,13 @@ with no sockets (the serving side is measured by ``streamssl bench``). One rank 
 plain single-process learner (no group, no collectives); N ranks run under
 ``torchrun --standalone`` with gloo (NCCL on GPUs). The table gives per configuration:
 steps per second, audio seconds learned per wall second, scaling efficiency
-(N-rank throughput / (N x 1-rank throughput)), time in collectives per step and gradient
-bytes all-reduced per step.
+(N-rank throughput / (N x 1-rank throughput)), time in collectives per step (waiting for
+the slower rank included) and gradient bytes all-reduced per step. A third row per N,
+"N alone", runs N single-process learners side by side with no group: the efficiency the
+machine itself allows N processes (shared caches, memory bandwidth, a noisy neighbour),
+so the group's own cost is the gap between the two.
 
-    .venv/bin/python bench/scaling.py --ranks 1 2 --steps 40 --out bench/scaling.json
+    .venv/bin/python bench/scaling.py --ranks 1 2 --batch 8 32 --steps 30 --out bench/scaling.json
 
 Asserts nothing: the figures go to bench/RESULTS.md.
 """
@@ -55,7 +58,7 @@ def worker(args: argparse.Namespace) -> int:
         return [AudioWindow(f"r{rank}-s{i}", step, 10**9 * (step + 1), SR,
                             (0.3 * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
                              + rng.normal(0, 0.05, t.size)).astype(np.float32)[:, None], session=1)
-                for i in range(args.batch)]
+                for i in range(args.batch[0])]
 
     def step(i: int) -> None:
         windows = batch(i)
@@ -73,9 +76,9 @@ def worker(args: argparse.Namespace) -> int:
     if rank == 0:
         world = group.world if group else 1
         result = {
-            "ranks": world, "threads": args.threads, "batch_per_rank": args.batch, "steps": args.steps,
+            "ranks": world, "threads": args.threads, "batch_per_rank": args.batch[0], "steps": args.steps,
             "wall_s": wall, "steps_per_s": args.steps / wall,
-            "audio_s_per_s": args.steps * args.batch * 0.5 * world / wall,
+            "audio_s_per_s": args.steps * args.batch[0] * 0.5 * world / wall,
             "comm_s_per_step": ((group.comm_s - comm0) / args.steps) if group else 0.0,
             "bytes_all_reduced_per_step": ((group.bytes_reduced - bytes0) / args.steps) if group else 0,
             "parameters": sum(p.numel() for p in learner.parameters()),
@@ -91,7 +94,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch", type=int, default=8, help="new windows per rank per step")
+    p.add_argument("--batch", type=int, nargs="+", default=[8, 32], help="new windows per rank per step (one table row set each)")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--config", default=str(REPO / "configs" / "default.toml"))
@@ -104,25 +107,41 @@ def main() -> int:
         return worker(args)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     rows = []
-    for n in args.ranks:
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-            result = f.name
-        own = ["--worker", "--result", result, "--threads", str(args.threads), "--batch", str(args.batch),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--config", args.config, "--device", args.device]
-        launch = [sys.executable, __file__] if n == 1 else \
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), __file__]
-        subprocess.run([*launch, *own], check=True, env=env, cwd=REPO)
-        rows.append(json.loads(Path(result).read_text()))
-        Path(result).unlink()
-    base = next((r for r in rows if r["ranks"] == 1), None)
-    for r in rows:
-        r["efficiency"] = r["audio_s_per_s"] / (r["ranks"] * base["audio_s_per_s"]) if base else None
-    print(f"\n{'ranks':>5s} {'threads':>7s} {'steps/s':>8s} {'audio s/s':>9s} {'efficiency':>10s}"
+
+    def run(n: int, batch: int, alone: bool = False) -> dict:
+        results = []
+        own = ["--worker", "--threads", str(args.threads), "--batch", str(batch), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--config", args.config, "--device", args.device]
+        procs = []
+        for i in range(n if alone else 1):
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+                results.append(f.name)
+            launch = [sys.executable, __file__] if n == 1 or alone else \
+                [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), __file__]
+            procs.append(subprocess.Popen([*launch, *own, "--result", results[-1]], env=env, cwd=REPO))
+        if any(p.wait() != 0 for p in procs):
+            raise SystemExit("a worker failed")
+        got = [json.loads(Path(r).read_text()) for r in results]
+        for r in results:
+            Path(r).unlink()
+        if not alone:
+            return got[0] | {"config": f"{n} rank" + ("s" if n > 1 else "")}
+        return got[0] | {"config": f"{n} alone", "ranks": n, "audio_s_per_s": sum(g["audio_s_per_s"] for g in got),
+                         "steps_per_s": sum(g["steps_per_s"] for g in got) / n}
+
+    for batch in args.batch:
+        base = run(1, batch)
+        rows.append(base)
+        for n in [n for n in args.ranks if n > 1]:
+            rows += [run(n, batch), run(n, batch, alone=True)]
+        for r in rows:
+            if r["batch_per_rank"] == batch:
+                r["efficiency"] = r["audio_s_per_s"] / (r["ranks"] * base["audio_s_per_s"])
+    print(f"\n{'batch':>5s} {'config':>9s} {'steps/s':>8s} {'audio s/s':>9s} {'efficiency':>10s}"
           f" {'comm ms/step':>12s} {'MB reduced/step':>15s}")
     for r in rows:
-        eff = f"{r['efficiency']:.2f}" if r["efficiency"] is not None else "-"
-        print(f"{r['ranks']:5d} {r['threads']:7d} {r['steps_per_s']:8.2f} {r['audio_s_per_s']:9.2f} {eff:>10s}"
-              f" {1000 * r['comm_s_per_step']:12.1f} {r['bytes_all_reduced_per_step'] / 1e6:15.2f}")
+        print(f"{r['batch_per_rank']:5d} {r['config']:>9s} {r['steps_per_s']:8.2f} {r['audio_s_per_s']:9.2f}"
+              f" {r['efficiency']:10.2f} {1000 * r['comm_s_per_step']:12.1f} {r['bytes_all_reduced_per_step'] / 1e6:15.2f}")
     Path(args.out).write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows}, indent=1) + "\n")
     return 0
 

@@ -29,7 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from streamssl import __version__, wire
 from streamssl.learning import checkpoint
-from streamssl.config import Config
+from streamssl.config import Config, ConfigError
 from streamssl.serving.checkpointer import Checkpointer
 from streamssl.serving.intake import Intake
 from streamssl.serving.trainer import Trainer
@@ -67,7 +67,7 @@ class LearnerDaemon:
 
         if distributed.launched():
             if not cfg.learner.serve_while_learning:
-                raise ValueError("a learner group steps on its training thread: learner.serve_while_learning must be true")
+                raise ConfigError("a learner group steps on its training thread: learner.serve_while_learning must be true")
             self.group = distributed.Group.from_environment(device)
         self.rank = self.group.rank if self.group is not None else 0
         self.drift = DriftMonitor(cfg.drift, self.metrics, log=log)
