@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,20 @@ def test_a_stream_always_goes_to_the_same_endpoint():
 
 # --- the daemons --------------------------------------------------------------------
 
+def free_port_pair() -> int:
+    """A port P with P and P + 1 free a moment ago (rank 1 binds P + 1)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two adjacent free ports")
+
+
 def two_streams_on_two_ranks(eps: list[str]) -> list[str]:
     """Stream ids whose hash sends one to each rank."""
     ids = [f"s{i}" for i in range(64)]
@@ -149,9 +164,9 @@ def rank_pids(marker: str) -> dict[int, int]:
 
 
 def test_group_serves_each_stream_on_one_rank_through_one_proxy_and_restarts_after_a_kill(tmp_path):
-    audio_base, emb_base, metrics_base = free_port(), free_port(), free_port()
-    # Free single ports are not free pairs: keep the group's ports apart from others.
-    audio_base, emb_base, metrics_base = 20000 + audio_base % 10000, 31000 + emb_base % 10000, 42000 + metrics_base % 10000
+    audio_base, emb_base, metrics_base = free_port_pair(), free_port_pair(), free_port_pair()
+    while len({audio_base, audio_base + 1, emb_base, emb_base + 1, metrics_base, metrics_base + 1}) < 6:
+        emb_base, metrics_base = free_port_pair(), free_port_pair()
     ckpt = tmp_path / "ckpt"
     group = spawn_group(
         2, ["learn", "--config", str(SMALL), "--audio-bind", f"tcp://127.0.0.1:{audio_base}",
