@@ -30,7 +30,7 @@ import zmq
 from streamssl import wire
 from streamssl.config import Config
 from streamssl.events.clusterer import EventClusterer, ModelChanged
-from streamssl.learning.checkpoint import atomic_write, prune
+from streamssl.learning.checkpoint import atomic_write, newest_loadable, prune
 from streamssl.observability.metrics import EventsMetrics, serve
 from streamssl.serving.subscriber import subscribe
 from streamssl.transport import make_socket
@@ -175,16 +175,13 @@ class EventsService:
         return path
 
     def _resume(self) -> None:
-        for path in sorted(self.checkpoint_dir.glob(STATE_PATTERN), reverse=True):
-            try:
-                state = load_state(path)
-            except ValueError as exc:
-                log.error("refusing events checkpoint, trying the previous one: %s", exc)
-                continue
-            self.clusterer = EventClusterer(self.cfg.events, int(state["dim"]))
-            self.clusterer.load_state_dict(state)
-            log.info("resumed %d clusters from %s", self.clusterer.clusters_alive, path.name)
+        found = newest_loadable(self.checkpoint_dir, STATE_PATTERN, load_state, ValueError)
+        if found is None:
             return
+        path, state = found
+        self.clusterer = EventClusterer(self.cfg.events, int(state["dim"]))
+        self.clusterer.load_state_dict(state)
+        log.info("resumed %d clusters from %s", self.clusterer.clusters_alive, path.name)
 
 
 def load_state(path: Path) -> dict:

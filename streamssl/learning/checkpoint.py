@@ -155,17 +155,26 @@ def load(path: str | Path) -> dict:
     return state
 
 
+def newest_loadable(directory: str | Path, pattern: str, load_one, refused: type[Exception]):
+    """``(path, load_one(path))`` for the newest file matching ``pattern`` (names sort by age) that
+    loads, or None; each one refused (``refused`` raised) is logged and the previous one tried.
+    The learner's checkpoints and the events service's clusterer states both resume this way."""
+    for path in sorted(Path(directory).glob(pattern), reverse=True):
+        try:
+            return path, load_one(path)
+        except refused as exc:
+            log.error("refusing checkpoint, trying the previous one: %s", exc)
+    return None
+
+
 def load_latest(directory: str | Path) -> dict | None:
     """The newest checkpoint in ``directory`` that loads; damaged ones are logged and skipped."""
-    for path in sorted(Path(directory).glob(PATTERN), reverse=True):
-        try:
-            state = load(path)
-        except CheckpointError as exc:
-            log.error("refusing checkpoint, trying the previous one: %s", exc)
-            continue
-        state["path"] = str(path)
-        return state
-    return None
+    found = newest_loadable(directory, PATTERN, load, CheckpointError)
+    if found is None:
+        return None
+    path, state = found
+    state["path"] = str(path)
+    return state
 
 
 def learner_from_checkpoint(path_or_dir: str | Path, device: str = "cpu", cfg=None):
