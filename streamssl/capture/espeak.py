@@ -27,13 +27,18 @@ class SpeechUnavailable(RuntimeError):
     """espeak-ng or sox is missing or failed; install them with `make system`."""
 
 
+def missing_tool() -> str | None:
+    """The first of espeak-ng and sox (both Debian packages of that name) not on PATH, or None:
+    the sources that speak check it at start, so a missing tool is a config error, not a crash later."""
+    return next((tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None), None)
+
+
 def synthesize(
     text: str, *, voice: str = "en-us", sample_rate: int = 16000, words_per_minute: int = 160, pitch: int = 50
 ) -> np.ndarray:
     """Speak ``text`` and return mono float32 samples in [-1, 1] at ``sample_rate``."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            raise SpeechUnavailable(f"{tool} not found on PATH (Debian package: {tool}); run `make system`")
+    if tool := missing_tool():
+        raise SpeechUnavailable(f"{tool} not found on PATH (Debian package: {tool}); run `make system`")
     speak = subprocess.Popen(
         ["espeak-ng", "--stdout", "-v", voice, "-s", str(words_per_minute), "-p", str(pitch), text],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

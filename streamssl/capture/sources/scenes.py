@@ -24,13 +24,12 @@ demo's summary and ``bench/events.py`` do.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from streamssl.capture.espeak import VOICES, SpeechUnavailable, synthesize
+from streamssl.capture.espeak import VOICES, SpeechUnavailable, missing_tool, synthesize
 from streamssl.capture.sources.base import BaseSource, Block, SourceError
 from streamssl.capture.sources.speech import WORDS
 from streamssl.config import ConfigError
@@ -175,7 +174,7 @@ class ScenesSource(BaseSource):
 
     def __init__(self, novel_after_s: float | None = None, *, seed: int = 0, **kw):
         super().__init__(**kw)
-        if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        if missing_tool():
             raise ConfigError("capture.source = 'scenes': espeak-ng and sox are needed for its speech (`make system`)")
         self.seed = seed
         self.novel_after_s = novel_after_s

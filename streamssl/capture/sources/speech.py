@@ -11,7 +11,6 @@ never waits on espeak-ng.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
@@ -19,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from streamssl.config import ConfigError
-from streamssl.capture.espeak import VOICES, SpeechUnavailable, synthesize
+from streamssl.capture.espeak import VOICES, SpeechUnavailable, missing_tool, synthesize
 from streamssl.capture.sources.base import BaseSource, Block, SourceError
 
 WORDS = tuple(
@@ -44,11 +43,10 @@ class SpeechSource(BaseSource):
 
     def __init__(self, *, seed: int = 0, **kw):
         super().__init__(**kw)
-        for tool in ("espeak-ng", "sox"):
-            if shutil.which(tool) is None:
-                raise ConfigError(
-                    f"capture.source = 'speech': {tool} not found on PATH (Debian package {tool}; `make system`)"
-                )
+        if tool := missing_tool():
+            raise ConfigError(
+                f"capture.source = 'speech': {tool} not found on PATH (Debian package {tool}; `make system`)"
+            )
         self.rng = np.random.default_rng(seed)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="espeak")
         self._lock = threading.Lock()
