@@ -80,7 +80,6 @@ class Group:
         # NCCL reduces on the GPU; gloo on the CPU. Small control tensors follow the backend.
         self.device = device if dist.get_backend() == "nccl" else torch.device("cpu")
         self.comm_s = 0.0  # seconds spent in collectives (the bench reads it)
-        self.collectives = 0
         self.bytes_reduced = 0  # gradient bytes all-reduced, summed over steps
 
     @classmethod
@@ -111,7 +110,6 @@ class Group:
         started = time.perf_counter()
         dist.all_reduce(t, op=op)
         self.comm_s += time.perf_counter() - started
-        self.collectives += 1
         return t
 
     # --- lockstep -----------------------------------------------------------------
@@ -201,7 +199,6 @@ class Group:
             meta = torch.cat([m[:c] for m, c in zip(all_meta, counts)]).to(stream.device)
             stream, time_ns = meta[:, 0].contiguous(), meta[:, 1].contiguous()
         self.comm_s += time.perf_counter() - started
-        self.collectives += 3 if most > 0 else 1
         return keys, stream, time_ns
 
 def rank_endpoint(endpoint: str, rank: int) -> str:
