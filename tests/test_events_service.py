@@ -27,12 +27,11 @@ from pathlib import Path
 
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 from sklearn.metrics import adjusted_rand_score
 
 from streamssl import wire
 from streamssl.capture.sources.scenes import NOVEL_KIND, labels_for_windows, scene_plan
-from streamssl.config import TransportConfig
-from streamssl.transport import make_socket
 from support import free_endpoint, free_port, metric, scrape, start_streamssl, stop, wait_until
 from test_learner_daemon import SMALL, Learner, start_capture
 
@@ -43,14 +42,28 @@ WARMUP = 80  # windows: 20 s of this stream
 
 
 class EventCollector(threading.Thread):
-    """A plain SUB on the events' PUB socket, as a user's program would read it."""
+    """A plain SUB on the events' PUB socket, as a user's program would read it.
+
+    ``wait_joined`` waits for the TCP handshake (a socket monitor) instead of sleeping a
+    fixed time: with the transport's reconnect back-off (up to 2 s) a SUB that connected
+    before the PUB was bound can join seconds later, and the events published meanwhile
+    are gone (a CI run lost the first 69 that way behind a 0.5-s sleep)."""
 
     def __init__(self, endpoint: str):
         super().__init__(daemon=True)
-        self.sock = make_socket(zmq.Context.instance(), zmq.SUB, TransportConfig(), connect=endpoint)
+        self.sock = zmq.Context.instance().socket(zmq.SUB)
+        self._monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.sock.setsockopt(zmq.SUBSCRIBE, wire.topic_for("scene"))
+        self.sock.connect(endpoint)
         self.events: list[wire.SoundEvent] = []
         self.done = threading.Event()
+
+    def wait_joined(self, timeout_s: float) -> None:
+        assert self._monitor.poll(int(timeout_s * 1000)), f"no handshake with the events PUB in {timeout_s} s"
+        assert recv_monitor_message(self._monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        self.sock.disable_monitor()
+        self._monitor.close(0)
+        time.sleep(0.2)  # the subscription follows the handshake on the same connection; the PUB is idle
 
     def run(self):
         while not self.done.is_set():
@@ -71,11 +84,12 @@ def test_events_cluster_a_scene_flag_the_novel_kind_publish_and_resume(tmp_path)
     learner = Learner(tmp_path)
     out, ckpt, pub, port = tmp_path / "events.jsonl", tmp_path / "events-ckpt", free_endpoint(), free_port()
     events = _events(tmp_path, learner, out, ckpt, pub, port)
-    collector = EventCollector(pub)
+    collector = None
     try:
-        wait_until(lambda: scrape(port), 60, message="events /metrics")
+        wait_until(lambda: scrape(port), 60, message="events /metrics")  # its PUB is bound before /metrics
+        collector = EventCollector(pub)
+        collector.wait_joined(30)
         collector.start()
-        time.sleep(0.5)  # SUB joins before the first event
         capture, _ = start_capture(tmp_path, learner, f"scenes:{NOVEL_AFTER_S}", "scene", "--no-realtime",
                                    "--max-seconds", str(SECONDS), "--seed", str(SEED))
         assert capture.wait(timeout=240) == 0
@@ -84,8 +98,9 @@ def test_events_cluster_a_scene_flag_the_novel_kind_publish_and_resume(tmp_path)
         samples = scrape(port)
     finally:
         stop(events)
-        collector.done.set()
-        collector.join(10)
+        if collector is not None and collector.is_alive():
+            collector.done.set()
+            collector.join(10)
 
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["seq"] for r in records) == list(range(WINDOWS)), "each window clustered exactly once"
