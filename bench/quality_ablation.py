@@ -11,9 +11,12 @@ Prints a table and writes JSON; asserts nothing.
         --recipe today --recipe recipe --out bench/quality_ablation.json
 
 Recipes: ``today`` (the objectives before the quality work: mild views, APC on its own
-input, CPC negatives from the batch, MoCo crops of one window), ``recipe`` (the
-defaults), one recipe per change switched back to its old setting, and the recipe with
-a minGRU context (one and two layers) in place of the GRU.
+input, CPC on its own view with batch negatives, MoCo crops of one window, no
+decorrelation), ``recipe`` (the defaults), one recipe per change switched back to its
+old setting, ``before-decorrelation`` (the recipe before clean CPC targets with batch
+negatives and the decorrelation term), the recipe with a minGRU context (one and two
+layers) in place of the GRU, and any recipe of your own with
+``--set NAME:section.field=value,...``.
 """
 
 from __future__ import annotations
@@ -38,14 +41,19 @@ from streamssl.learning.learner import OnlineLearner  # noqa: E402
 
 OLD = {
     "augment": "objectives.augment=mild", "apc": "objectives.apc_target=input",
-    "cpc": "objectives.cpc_negatives_from=batch", "moco": "objectives.moco_positive=crop",
+    "cpc": "objectives.cpc_target=view", "moco": "objectives.moco_positive=crop",
+    "decorrelation": "objectives.decorrelation_weight=0",
 }
+SEQUENCE_CPC = ["objectives.cpc_negatives_from=sequence", "objectives.cpc_target=view"]
 RECIPES = {
     "today": list(OLD.values()),
     "recipe": [],
     "no-channel-views": [OLD["augment"]],
     "no-clean-apc": [OLD["apc"]],
-    "no-sequence-cpc": [OLD["cpc"]],
+    "no-clean-cpc": [OLD["cpc"]],
+    "sequence-cpc": SEQUENCE_CPC,
+    "no-decorrelation": [OLD["decorrelation"]],
+    "before-decorrelation": SEQUENCE_CPC + [OLD["decorrelation"]],
     "no-adjacent-moco": [OLD["moco"]],
     "diverse-replay": ["learner.replay_policy=diverse"],
     "mingru": ["model.context=mingru"],  # the recipe with a parallel-scan context
@@ -72,7 +80,13 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
     p.add_argument("--stream-seed", type=int, default=0)
     p.add_argument("--out", default="bench/quality_ablation.json")
+    p.add_argument("--set", action="append", default=[], metavar="NAME:OVERRIDES",
+                   help="a recipe of your own: NAME:section.field=value,... (repeatable)")
     args = p.parse_args()
+    for spec in args.set:
+        name, _, overrides = spec.partition(":")
+        RECIPES[name] = [o for o in overrides.split(",") if o]
+    order = (args.recipe or []) + [spec.partition(":")[0] for spec in args.set] or list(RECIPES)
     torch.set_num_threads(1)
     seeds = range(args.seeds)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,11 +95,11 @@ def main() -> int:
     speaker, word = np.asarray(data.labels("speaker")), np.asarray(data.labels("word"))
     results = {}
     print(f"{'recipe':18s} {'row':8s} {'speaker':>14s} {'word':>14s} {'eff. rank':>9s}")
-    for name in args.recipe or list(RECIPES):
+    for name in order:
         cfg = config.load(args.config, RECIPES[name])
         learner = train(cfg, args.windows, args.stream_seed)
         rows = {"trained": learner_embedder(learner)(audio)}
-        if name == (args.recipe or list(RECIPES))[0]:  # baselines once: they do not depend on the recipe
+        if name == order[0]:  # baselines once: they do not depend on the recipe
             rows["random"] = learner_embedder(random_init_like(learner))(audio)
             rows["logmel"] = pooled_logmel(cfg, audio)
         for row, x in rows.items():

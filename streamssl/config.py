@@ -209,6 +209,8 @@ class ObjectiveConfig:
     cpc_steps: int = _f(12, check=in_range(1, 100))
     cpc_negatives: int = _f(16, check=positive)
     moco_weight: float = _f(1.0, check=non_negative)
+    decorrelation_weight: float = _f(1.0, check=non_negative,
+                                     doc="VICReg's variance and covariance terms on the z and c frames (keeps the readout's directions alive)")
     moco_momentum: float = _f(0.99, check=in_range(0.0, 1.0))
     moco_queue: int = _f(4096, check=positive)
     moco_temperature: float = _f(0.2, check=positive)
@@ -219,8 +221,10 @@ class ObjectiveConfig:
     mixup_ratio: float = _f(0.4, check=in_range(0.0, 0.9), doc="largest background share of log-mixup-exp (channel views)")
     apc_target: str = _f("clean", check=one_of("clean", "input"),
                          doc="clean: APC predicts the un-augmented frames, per-example level removed; input: its own augmented input")
-    cpc_negatives_from: str = _f("sequence", check=one_of("sequence", "batch"),
-                                 doc="sequence: other times of the same example; batch: any frame of the batch")
+    cpc_negatives_from: str = _f("batch", check=one_of("sequence", "batch"),
+                                 doc="batch: any frame of the batch (other speakers too); sequence: other times of the same example")
+    cpc_target: str = _f("clean", check=one_of("clean", "view"),
+                         doc="clean: CPC's targets z come from the un-augmented frames (no gradient); view: from the query view itself")
     moco_positive: str = _f("adjacent", check=one_of("adjacent", "crop"),
                             doc="adjacent: the window's crop and the non-overlapping audio just before it; crop: two crops of one window")
 

@@ -53,9 +53,10 @@ def main() -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     overrides = ["learner.replay_per_step=2"]
-    if args.mode == "equivalence":  # CPC's negatives and replay are random draws per rank: left out
-        overrides = ["learner.replay_per_step=0", "objectives.cpc_weight=0", "objectives.moco_crop_fraction=1.0",
-                     "objectives.moco_positive=crop"]
+    if args.mode == "equivalence":  # CPC's negatives and replay are random draws per rank, the
+        # decorrelation term's covariance a statistic of the rank's own batch: left out
+        overrides = ["learner.replay_per_step=0", "objectives.cpc_weight=0", "objectives.decorrelation_weight=0",
+                     "objectives.moco_crop_fraction=1.0", "objectives.moco_positive=crop"]
     cfg = config.load(SMALL, overrides)
     torch.set_num_threads(1)
     learner = OnlineLearner(cfg)

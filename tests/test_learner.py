@@ -43,8 +43,8 @@ def test_update_takes_one_step_and_reports_stats():
     stats = [learner.update(b) for b in _windows(3)]
     s = stats[-1]
     assert [x.step for x in stats] == [1, 2, 3] and learner.step == 3
-    assert set(s.losses) == {"apc", "cpc", "moco", "total"}
-    assert s.losses["total"] == pytest.approx(sum(s.losses[k] for k in ("apc", "cpc", "moco")), rel=1e-5)
+    assert set(s.losses) == {"apc", "cpc", "moco", "decorrelation", "total"}
+    assert s.losses["total"] == pytest.approx(sum(s.losses[k] for k in ("apc", "cpc", "moco", "decorrelation")), rel=1e-5)
     assert s.new_windows == 2 and s.batch_size == 2 + min(cfg.learner.replay_per_step, 4)
     assert s.audio_seconds == pytest.approx(1.0) and not s.skipped
     assert np.isfinite(s.grad_norm) and s.lr == cfg.learner.lr and s.duration_s > 0
@@ -54,7 +54,7 @@ def test_update_takes_one_step_and_reports_stats():
 
 
 def test_weight_zero_disables_an_objective():
-    learner = OnlineLearner(_cfg("objectives.cpc_weight=0", "objectives.moco_weight=0"))
+    learner = OnlineLearner(_cfg("objectives.cpc_weight=0", "objectives.moco_weight=0", "objectives.decorrelation_weight=0"))
     s = learner.update(_windows(1)[0])
     assert set(s.losses) == {"apc", "total"} and learner.core.cpc is None and learner.core.moco is None
     assert learner.queue_fill == 0.0
@@ -168,3 +168,19 @@ def test_a_backlog_is_served_in_full_and_learned_from_an_evenly_spaced_sample():
     np.testing.assert_array_equal(history, tail)
     small = learner.update(learner.prepare([b[0] for b in _windows(2, streams=("a",), start=10)]), learn_at_most=4)
     assert small.new_windows == 2 and small.untrained == []
+
+
+def test_cpc_targets_are_the_clean_crop_whatever_view_the_query_got():
+    """CPC's targets come from frames no augmentation marked: two different random views of
+    the same (uncropped) window give different queries and the same clean frames."""
+    cfg = _cfg("objectives.moco_crop_fraction=1.0", "objectives.apc_target=input")
+    core = OnlineLearner(cfg).core
+    audio = torch.tensor(np.random.default_rng(0).standard_normal((2, core.example_samples)) * 0.1, dtype=torch.float32)
+    a = core.views(audio, torch.Generator().manual_seed(1), with_key=False)
+    b = core.views(audio, torch.Generator().manual_seed(2), with_key=False)
+    assert not torch.allclose(a.query, b.query), "the two queries got different channels"
+    assert torch.equal(a.clean, b.clean) and a.clean.shape == a.query.shape
+    assert a.clean.mean().abs() < 1e-5, "the level is removed"
+    assert torch.equal(a.apc_target, a.query), "apc_target=input still reads its own view"
+    off = OnlineLearner(_cfg("objectives.cpc_target=view", "objectives.apc_target=input")).core
+    assert off.views(audio, torch.Generator().manual_seed(1), with_key=False).clean is None

@@ -6,8 +6,8 @@ probe on the published readout. Setup:
 * **Training**: the embedded default source, ``SpeechSource(seed=0)`` (espeak-ng, a random
   voice, rate, pitch and level per sentence, pauses), 300 s as ONE live stream cut into
   500 ms int16 windows, one ``update`` per window: 600 steps of the small test model with
-  every objective on and the default recipe (channel views, clean APC targets,
-  same-sequence CPC negatives, adjacent MoCo positives).
+  every objective on and the default recipe (channel views, clean APC and CPC targets,
+  CPC negatives from the batch, adjacent MoCo positives, the decorrelation term).
 * **Probe set**: ``streamssl data speech``'s generator, 8 voices x 8 words x 3 repeats,
   each utterance through its own random channel (band limit, coloured noise, gain).
   Word accuracy is scored on *transfer* splits: the probe trains on 4 voices and is
@@ -22,13 +22,20 @@ Thresholds, fixed before the run from what the probe's own noise is:
   the same splits, so the comparison is paired: on *every* seed the trained row must
   beat both baselines, and its mean must beat the better baseline's mean by >= 0.05 —
   about one split std, which a lucky draw of 3 paired splits does not produce.
-* Effective rank (RankMe) of the trained embedding on the probe set must stay above half
-  the random-init network's: a model that collapsed onto a few directions (the failure
-  this project had: first PC 77 % of the variance) falls far below that.
-* Speaker accuracy is printed, not asserted: the trained readout does not beat pooled
-  log-mel on speaker yet (see bench/RESULTS.md); a test that claimed it would be false.
-* Training loss: CPC mean of the last 20 steps < 0.8 x the first 5 (it starts at its
-  untrained value, about log(1 + 16 negatives); step noise is ~10 %). APC is printed only:
+* Effective rank (RankMe) of the trained embedding on the probe set must be at least the
+  random-init network's (the issue's target). Training lowered it before the
+  decorrelation term (165 vs 187 on the default model); the term exists to keep every
+  direction alive, and on the default model it gave 263-282 against 187 in every run.
+  A model that collapsed onto a few directions (first PC 77 % of the variance, the
+  failure this project had) falls far below either.
+* Speaker accuracy is printed, not asserted: the trained readout is level with the
+  random-init network on speaker, not above it by a margin (see bench/RESULTS.md); a
+  test that claimed a margin would be false.
+* Training loss: CPC mean of the last 100 steps < 0.9 x the mean of the first 20. With
+  negatives from other examples (other speakers) and clean targets its task is harder
+  than it was with same-example negatives, so it falls slower; a learner that learns
+  nothing keeps the ratio at 1 within the noise of a 20-step mean (step noise ~10 %, so
+  ~2 %), and 0.9 is five times that away. APC is printed only:
   it now predicts clean, level-free frames from a view whose channel it cannot see, so
   most of its error is irreducible and its curve is flat by design.
 
@@ -89,10 +96,10 @@ def test_trained_embeddings_beat_log_mel_and_random_init_on_unseen_speakers(prob
         print(f"  {r:8s} word {word_acc[r].mean():.3f} ± {word_acc[r].std():.3f} {np.round(word_acc[r], 3)}"
               f"  speaker {speaker_acc[r].mean():.3f} ± {speaker_acc[r].std():.3f}  eff. rank {rank[r]:.1f}")
     for k in ("apc", "cpc"):
-        print(f"  train {k}: first-5 {curves[k][:5].mean():.3f} last-20 {curves[k][-20:].mean():.3f}")
+        print(f"  train {k}: first-20 {curves[k][:20].mean():.3f} last-100 {curves[k][-100:].mean():.3f}")
 
     for baseline in ("random", "logmel"):
         assert (word_acc["trained"] > word_acc[baseline]).all(), f"trained must win every split against {baseline}"
         assert word_acc["trained"].mean() >= word_acc[baseline].mean() + MARGIN, baseline
-    assert rank["trained"] > 0.5 * rank["random"], f"dimensional collapse: {rank}"
-    assert curves["cpc"][-20:].mean() < 0.8 * curves["cpc"][:5].mean(), "training CPC did not fall"
+    assert rank["trained"] >= rank["random"], f"training lost directions the untrained network has: {rank}"
+    assert curves["cpc"][-100:].mean() < 0.9 * curves["cpc"][:20].mean(), "training CPC did not fall"

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from streamssl import config
 from streamssl.learning.models import ProjectionHead, build_backbone
-from streamssl.learning.objectives import MoCo, apc_loss, cpc_loss, moco_loss, stream_hash
+from streamssl.learning.objectives import MoCo, apc_loss, cpc_loss, decorrelation_loss, moco_loss, stream_hash
 from streamssl.learning.objectives.cpc import cpc_loss_same_sequence
 
 
@@ -72,6 +72,24 @@ def test_same_sequence_cpc_loss_matches_loop_with_own_frames_as_negatives():
     want = _cpc_by_loops(preds, z, lambda k, i, j: [(i, int(m)) for m in neg_t[k - 1, i]])  # row i's own frames only
     got = cpc_loss_same_sequence([torch.tensor(p) for p in preds], torch.tensor(z), torch.tensor(neg_t))
     assert math.isclose(float(got), want, rel_tol=1e-6)
+
+
+def test_decorrelation_loss_matches_loop_over_frames_of_all_examples():
+    rng = np.random.default_rng(5)
+    h = rng.standard_normal((3, 7, 4)) * np.array([0.2, 1.5, 0.7, 3.0])  # two features below std 1, two above
+    h[..., 3] += 0.8 * h[..., 1]  # a correlated pair
+    x = h.reshape(-1, 4)
+    n, d = x.shape
+    mean = [sum(x[r, j] for r in range(n)) / n for j in range(d)]
+    var = [sum((x[r, j] - mean[j]) ** 2 for r in range(n)) / (n - 1) for j in range(d)]
+    variance = sum(max(0.0, 1.0 - math.sqrt(v + 1e-4)) for v in var) / d
+    covariance = sum(
+        (sum((x[r, i] - mean[i]) * (x[r, j] - mean[j]) for r in range(n)) / (n - 1)) ** 2
+        for i in range(d) for j in range(d) if i != j
+    ) / d
+    got = decorrelation_loss(torch.tensor(h))
+    assert math.isclose(float(got), 25.0 * variance + covariance, rel_tol=1e-5)
+    assert float(decorrelation_loss(torch.tensor(rng.standard_normal((1, 1, 4))))) == 0.0  # one frame: no statistics
 
 
 def test_moco_loss_matches_loop_with_masked_negatives():

@@ -8,8 +8,9 @@ already mono float at the feature rate and does the two things the product is ma
 - ``step``: one optimizer step on a batch of fixed-length examples (B, S) with their
   stream hashes and capture times (``streamssl.learning.views`` says what an example
   holds and which views each objective reads). One online forward on the query view
-  serves all three objectives — APC and CPC read its frames, MoCo pools it into the
-  query — and only MoCo's key view runs a second, no-grad pass, so a step costs about
+  serves every objective — APC, CPC and the decorrelation term read its frames, MoCo
+  pools it into the query — and only no-grad passes come on top (MoCo's key view through
+  the momentum encoder, CPC's clean targets through the encoder), so a step costs about
   one plain training step. A non-finite loss or gradient skips the step and leaves every
   weight, statistic and buffer as it was.
 
@@ -35,7 +36,7 @@ from streamssl.learning.device import autocast, resolve_device
 from streamssl.learning.embedder import Embedder
 from streamssl.learning.features import LogMel, Normaliser
 from streamssl.learning.models import Backbone, BackboneState, ProjectionHead, build_backbone
-from streamssl.learning.objectives import APC, CPC, OBJECTIVES, MoCo
+from streamssl.learning.objectives import APC, CPC, OBJECTIVES, MoCo, decorrelation_loss
 from streamssl.learning.readout import readout_dim
 from streamssl.learning.views import ViewMaker, key_samples
 
@@ -145,11 +146,17 @@ class LearnerCore:
         with torch.no_grad():
             v = self.views(audio, g, with_key=self.moco is not None)
         with autocast(self.device):
-            z, c, _ = self.backbone(v.query)  # (B, T, C), (B, T, D): one online forward for all three
+            z, c, _ = self.backbone(v.query)  # (B, T, C), (B, T, D): one online forward for all
             if self.apc is not None:
                 losses["apc"] = self.apc(c.float(), v.apc_target)
             if self.cpc is not None:
-                losses["cpc"] = self.cpc(c.float(), z.float(), g)
+                target = z
+                if v.clean is not None and self.cfg.objectives.cpc_target == "clean":
+                    with torch.no_grad():
+                        target, _ = self.backbone.encoder(v.clean)
+                losses["cpc"] = self.cpc(c.float(), target.float(), g)
+            if self.weights["decorrelation"] > 0:
+                losses["decorrelation"] = decorrelation_loss(z) + decorrelation_loss(c)
             if self.moco is not None:
                 q = self.moco.query(self.projection, c)  # (B, P)
                 keys = self.moco.keys(v.key)  # (B, P), no grad

@@ -29,7 +29,11 @@ state, replay buffer) and every step they all take together:
 Ranks start with the same weights (the seed) and rank 0's module state is broadcast
 after any resume (``broadcast_modules``), after the group checked that every rank
 resumed at the same step. Augmentations and CPC negatives come from a per-rank
-generator (``rank_seed``). Rank 0 alone writes checkpoints; all ranks load the newest one
+generator (``rank_seed``). Two terms read statistics of a rank's own batch, not the
+group's: CPC's negatives come from that rank's examples, and the decorrelation term's
+frame covariance is that rank's (as BatchNorm without SyncBatchNorm; VICReg gathers
+its embeddings first). Each rank's batch holds many frames (B x ~80), so the estimate
+is close; the 2B-versus-2xB equivalence test leaves both out. Rank 0 alone writes checkpoints; all ranks load the newest one
 on restart (the directory must be shared, e.g. one host or a network file system).
 
 Only gloo (CPU) and NCCL (CUDA) are used, through ``torch.distributed``; nothing here

@@ -11,6 +11,11 @@ MoCo positives (``objectives.moco_positive = "adjacent"``, the default) it holds
   normalised, with the example's mean over time and bins removed. The input is
   corrupted, the target is not: carrying the view's gain or noise floor in c no longer
   lowers the loss, and neither does the clip's level.
+- **CPC targets** (``cpc_target = "clean"``): the encoder frames z of that same clean,
+  level-free crop, computed without gradient. CPC's predictions come from the corrupted
+  query, its targets from audio no augmentation marked, so with negatives from other
+  examples (the default) the positive cannot be found by its channel fingerprint; what
+  tells it from another example's frame is what is said next and *who* says it.
 - **MoCo key**: the audio just before the window, the same length as the query crop and
   not overlapping it, through another random view — two different segments of the same
   stream close in time (COLA, Saeed et al. 2021), so the pair shares the source (voice,
@@ -43,6 +48,7 @@ class Views:
 
     query: torch.Tensor  # (B, T, F)
     apc_target: torch.Tensor  # (B, T, F)
+    clean: torch.Tensor | None  # (B, T, F) the query's crop without augmentation, level removed
     key: torch.Tensor | None  # (B, T', F) MoCo's key view, None without MoCo
     pair_valid: torch.Tensor | None  # (B,) bool, adjacent pairs only
 
@@ -87,11 +93,11 @@ class ViewMaker:
         window, before = examples[:, -w:], examples[:, :-w]
         q = crop_waveform(window, self.o.moco_crop_fraction, g)
         query = self.view(q, g)
-        if self.o.apc_target == "clean":
-            target = self.normaliser(self.logmel(q))
-            target = target - target.mean(dim=(1, 2), keepdim=True)
-        else:
-            target = query
+        clean = None
+        if "clean" in (self.o.apc_target, self.o.cpc_target):
+            clean = self.normaliser(self.logmel(q))
+            clean = clean - clean.mean(dim=(1, 2), keepdim=True)
+        target = clean if self.o.apc_target == "clean" else query
         key = valid = None
         if with_key:
             if self.o.moco_positive == "adjacent" and before.shape[1] >= q.shape[1]:
@@ -102,4 +108,4 @@ class ViewMaker:
             key = self.view(k, g)
             if self.o.augment == "mild":
                 key = mask_features(key, g)
-        return Views(query, target, key, valid)
+        return Views(query, target, clean, key, valid)
