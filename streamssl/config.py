@@ -209,7 +209,7 @@ class ObjectiveConfig:
     cpc_steps: int = _f(12, check=in_range(1, 100))
     cpc_negatives: int = _f(16, check=positive)
     moco_weight: float = _f(1.0, check=non_negative)
-    decorrelation_weight: float = _f(1.0, check=non_negative,
+    decorrelation_weight: float = _f(0.3, check=non_negative,
                                      doc="VICReg's variance and covariance terms on the z and c frames (keeps the readout's directions alive)")
     moco_momentum: float = _f(0.99, check=in_range(0.0, 1.0))
     moco_queue: int = _f(4096, check=positive)

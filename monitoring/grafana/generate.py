@@ -89,7 +89,7 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
          ]),
     ]),
     ("Losses and learning", [
-        ("Loss by objective", "none", "timeseries", "Last loss per objective (APC, CPC, MoCo) and their weighted total.", [
+        ("Loss by objective", "none", "timeseries", "Last loss per objective (APC, CPC, MoCo, decorrelation) and their weighted total.", [
             t("streamssl_learner_loss", "{{objective}}"),
         ]),
         ("Learning rate", "none", "timeseries", "", [t("streamssl_learner_learning_rate", "{{instance}}")]),
