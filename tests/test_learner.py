@@ -11,6 +11,7 @@ import torch
 from streamssl import config
 from streamssl.learning import checkpoint
 from streamssl.learning.learner import OnlineLearner
+from streamssl.learning.objectives import OBJECTIVES
 from streamssl.learning.replay import ReplayBuffer
 from streamssl.wire import AudioWindow
 
@@ -44,7 +45,7 @@ def test_update_takes_one_step_and_reports_stats():
     s = stats[-1]
     assert [x.step for x in stats] == [1, 2, 3] and learner.step == 3
     assert set(s.losses) == {"apc", "cpc", "moco", "decorrelation", "total"}
-    weights = {k: getattr(cfg.objectives, f"{k}_weight") for k in ("apc", "cpc", "moco", "decorrelation")}
+    weights = {k: getattr(cfg.objectives, f"{k}_weight") for k in OBJECTIVES}
     assert s.losses["total"] == pytest.approx(sum(w * s.losses[k] for k, w in weights.items()), rel=1e-5)
     assert s.new_windows == 2 and s.batch_size == 2 + min(cfg.learner.replay_per_step, 4)
     assert s.audio_seconds == pytest.approx(1.0) and not s.skipped

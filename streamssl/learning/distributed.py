@@ -33,8 +33,9 @@ generator (``rank_seed``). Two terms read statistics of a rank's own batch, not 
 group's: CPC's negatives come from that rank's examples, and the decorrelation term's
 frame covariance is that rank's (as BatchNorm without SyncBatchNorm; VICReg gathers
 its embeddings first). Each rank's batch holds many frames (B x ~80), so the estimate
-is close; the 2B-versus-2xB equivalence test leaves both out. Rank 0 alone writes checkpoints; all ranks load the newest one
-on restart (the directory must be shared, e.g. one host or a network file system).
+is close; the 2B-versus-2xB equivalence test leaves both out. Rank 0 alone writes
+checkpoints; all ranks load the newest one on restart (the directory must be shared,
+e.g. one host or a network file system).
 
 Only gloo (CPU) and NCCL (CUDA) are used, through ``torch.distributed``; nothing here
 pickles (``all_gather_object`` would).

@@ -17,8 +17,8 @@ effective rank of that readout *fell* under training (165 against 187 at random 
 default model, 400 s of speech) and speaker identity went with it; with it (weight 0.3,
 ``objectives.decorrelation_weight``) the rank rises to ~240 and, with CPC's negatives
 from other speakers, speaker accuracy recovers to random init's level (bench/RESULTS.md,
-"Representation quality"). Weight 1 bought no more speaker and cost word accuracy. VICReg's invariance term is not used: MoCo already pulls its
-two views together.
+"Representation quality"). Weight 1 bought no more speaker and cost word accuracy.
+VICReg's invariance term is not used: MoCo already pulls its two views together.
 """
 
 from __future__ import annotations
