@@ -26,8 +26,9 @@ Per window, in order:
    a cluster is the same name as long as it lives. river's ``DBSTREAM`` (the same
    micro-clusters, with centres that jump to each new point, joined by shared density and
    renumbered at every re-clustering) was measured on the same scene and space and agreed
-   less with the kinds: ARI 0.37 against 0.71 on the trained embeddings
-   (``bench/RESULTS.md``).
+   less with the kinds: ARI 0.37 against 0.71 on the trained embeddings of that time
+   (``bench/RESULTS.md``; the decorrelated embeddings of today's defaults cluster worse
+   in this space, 0.44-0.55: a known gap, measured there).
 4. **Novelty.** A window is *far* when it opens a cluster or joins one that is not yet
    established (no established centre is nearer, none within ``radius``), or when it lies
    off the components: its energy outside them is more than
