@@ -34,39 +34,48 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from_novel = "chirps"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamssl.capture.sources.scenes import NOVEL_KIND  # noqa: E402
 
 
-def standardised(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(0)) / (x.std(0) + 1e-9)
+def standardised(x: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+    """``x`` standardised per dimension with the statistics of ``fit`` (default: ``x`` itself)."""
+    fit = x if fit is None else fit
+    return (x - fit.mean(0)) / (fit.std(0) + 1e-9)
 
 
-def separation(x: np.ndarray, labels: np.ndarray, components: int) -> dict:
+def clusterer_space(x: np.ndarray, components: int) -> tuple[np.ndarray, float]:
+    """The clusterer's space fitted offline: standardised, leading components, RMS norm 1;
+    and the fraction of the variance those components hold."""
     z = standardised(x)
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     y = z @ vt[:components].T
-    y /= np.sqrt((y ** 2).sum(1).mean())
+    return y / np.sqrt((y ** 2).sum(1).mean()), float((s[:components] ** 2).sum() / (s ** 2).sum())
+
+
+def separation(x: np.ndarray, labels: np.ndarray, components: int) -> dict:
+    y, held = clusterer_space(x, components)
     kinds = sorted(set(labels))
     centres = np.array([y[labels == k].mean(0) for k in kinds])
     within = float(np.sqrt(np.mean([((y[labels == k] - centres[i]) ** 2).sum(1).mean() for i, k in enumerate(kinds)])))
     pairs = [np.linalg.norm(centres[i] - centres[j]) for i in range(len(kinds)) for j in range(i + 1, len(kinds))]
     km = KMeans(len(kinds), n_init=10, random_state=0).fit_predict(y)
-    return {"variance_in_components": float((s[:components] ** 2).sum() / (s ** 2).sum()), "within": within,
+    return {"variance_in_components": held, "within": within,
             "between_mean": float(np.mean(pairs)), "between_min": float(np.min(pairs)),
             "ratio": float(np.mean(pairs) / within), "kmeans_ari": float(adjusted_rand_score(labels, km))}
 
 
 def drift(x: np.ndarray, labels: np.ndarray, components: int, slice_windows: int) -> dict:
-    z = standardised(x)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
-    y = z @ vt[:components].T
-    y /= np.sqrt((y ** 2).sum(1).mean())
+    y, _ = clusterer_space(x, components)
     out = {}
     for kind in sorted(set(labels)):
         idx = np.nonzero(labels == kind)[0]
@@ -78,34 +87,30 @@ def drift(x: np.ndarray, labels: np.ndarray, components: int, slice_windows: int
 
 def nearest_neighbour_novelty(x: np.ndarray, labels: np.ndarray, start: int, end: int, gap: int,
                               reference: int, first: int) -> dict:
-    z = standardised(x[:end])
-    z_all = (x - x[:end].mean(0)) / (x[:end].std(0) + 1e-9)
+    z = standardised(x, fit=x[:end])
     nn = np.full(len(x), np.nan)
     nn_kind = [""] * len(x)
     for i in range(start, len(x)):
-        past = z[: min(i - gap, end)] if i >= end else z[: i - gap]
-        d = np.sqrt(((past - z_all[i]) ** 2).sum(1))
+        d = np.sqrt(((z[: min(i - gap, end)] - z[i]) ** 2).sum(1))  # neighbours: calm windows only
         j = int(np.argmin(d))
         nn[i], nn_kind[i] = d[j], str(labels[j])
     ratio = np.array([nn[i] / np.nanmedian(nn[max(start, i - reference):i]) if i > start + 10 else np.nan
                       for i in range(len(x))])
     calm = np.arange(len(x))
     calm = (calm >= start + 10) & (calm < end)
-    novel = np.nonzero(labels == from_novel)[0]
+    novel = np.nonzero(labels == NOVEL_KIND)[0]
     return {"calm_max": float(np.nanmax(ratio[calm])), "calm_q995": float(np.nanquantile(ratio[calm], 0.995)),
             "novel_first": [round(float(r), 2) for r in ratio[novel[:first]]],
             "novel_taken_for": dict(Counter(nn_kind[i] for i in novel).most_common())}
 
 
 def residual_novelty(x: np.ndarray, labels: np.ndarray, start: int, end: int, components: int, first: int) -> dict:
-    calm = x[start:end]
-    mean, std = calm.mean(0), calm.std(0) + 1e-9
-    z = (x - mean) / std
+    z = standardised(x, fit=x[start:end])
     _, _, vt = np.linalg.svd(z[start:end], full_matrices=False)
     y = z @ vt[:components].T
     residual = np.sqrt(np.maximum((z ** 2).sum(1) - (y ** 2).sum(1), 0.0))
     rms = np.sqrt((residual[start:end] ** 2).mean())
-    novel = np.nonzero(labels == from_novel)[0]
+    novel = np.nonzero(labels == NOVEL_KIND)[0]
     return {"calm_max": float(residual[start:end].max() / rms),
             "novel_first": [round(float(r), 2) for r in residual[novel[:first]] / rms]}
 
