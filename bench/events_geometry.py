@@ -53,29 +53,36 @@ def standardised(x: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
     return (x - fit.mean(0)) / (fit.std(0) + 1e-9)
 
 
+def leading_components(z: np.ndarray, components: int) -> tuple[np.ndarray, float]:
+    """Standardised rows -> their leading principal directions (dim, components) and the
+    fraction of the variance those hold."""
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    return vt[:components].T, float((s[:components] ** 2).sum() / (s ** 2).sum())
+
+
 def clusterer_space(x: np.ndarray, components: int) -> tuple[np.ndarray, float]:
     """The clusterer's space fitted offline: standardised, leading components, RMS norm 1;
     and the fraction of the variance those components hold."""
     z = standardised(x)
-    _, s, vt = np.linalg.svd(z, full_matrices=False)
-    y = z @ vt[:components].T
-    return y / np.sqrt((y ** 2).sum(1).mean()), float((s[:components] ** 2).sum() / (s ** 2).sum())
+    basis, held = leading_components(z, components)
+    y = z @ basis
+    return y / np.sqrt((y ** 2).sum(1).mean()), held
 
 
-def separation(x: np.ndarray, labels: np.ndarray, components: int) -> dict:
-    y, held = clusterer_space(x, components)
+def separation(y: np.ndarray, labels: np.ndarray) -> dict:
+    """``y``: windows in the clusterer's space (``clusterer_space``)."""
     kinds = sorted(set(labels))
     centres = np.array([y[labels == k].mean(0) for k in kinds])
     within = float(np.sqrt(np.mean([((y[labels == k] - centres[i]) ** 2).sum(1).mean() for i, k in enumerate(kinds)])))
     pairs = [np.linalg.norm(centres[i] - centres[j]) for i in range(len(kinds)) for j in range(i + 1, len(kinds))]
     km = KMeans(len(kinds), n_init=10, random_state=0).fit_predict(y)
-    return {"variance_in_components": held, "within": within,
+    return {"within": within,
             "between_mean": float(np.mean(pairs)), "between_min": float(np.min(pairs)),
             "ratio": float(np.mean(pairs) / within), "kmeans_ari": float(adjusted_rand_score(labels, km))}
 
 
-def drift(x: np.ndarray, labels: np.ndarray, components: int, slice_windows: int) -> dict:
-    y, _ = clusterer_space(x, components)
+def drift(y: np.ndarray, labels: np.ndarray, slice_windows: int) -> dict:
+    """``y``: windows in the clusterer's space, in time order."""
     out = {}
     for kind in sorted(set(labels)):
         idx = np.nonzero(labels == kind)[0]
@@ -96,8 +103,8 @@ def nearest_neighbour_novelty(x: np.ndarray, labels: np.ndarray, start: int, end
         nn[i], nn_kind[i] = d[j], str(labels[j])
     ratio = np.array([nn[i] / np.nanmedian(nn[max(start, i - reference):i]) if i > start + 10 else np.nan
                       for i in range(len(x))])
-    calm = np.arange(len(x))
-    calm = (calm >= start + 10) & (calm < end)
+    index = np.arange(len(x))
+    calm = (index >= start + 10) & (index < end)
     novel = np.nonzero(labels == NOVEL_KIND)[0]
     return {"calm_max": float(np.nanmax(ratio[calm])), "calm_q995": float(np.nanquantile(ratio[calm], 0.995)),
             "novel_first": [round(float(r), 2) for r in ratio[novel[:first]]],
@@ -106,8 +113,8 @@ def nearest_neighbour_novelty(x: np.ndarray, labels: np.ndarray, start: int, end
 
 def residual_novelty(x: np.ndarray, labels: np.ndarray, start: int, end: int, components: int, first: int) -> dict:
     z = standardised(x, fit=x[start:end])
-    _, _, vt = np.linalg.svd(z[start:end], full_matrices=False)
-    y = z @ vt[:components].T
+    basis, _ = leading_components(z[start:end], components)
+    y = z @ basis
     residual = np.sqrt(np.maximum((z ** 2).sum(1) - (y ** 2).sum(1), 0.0))
     rms = np.sqrt((residual[start:end] ** 2).mean())
     novel = np.nonzero(labels == NOVEL_KIND)[0]
@@ -131,9 +138,10 @@ def main() -> int:
     result = {}
     for name in ("trained", "random_init", "logmel"):
         x = d[name].astype(np.float64)
+        y, held = clusterer_space(x[start:end], args.components)
         result[name] = {
-            "separation": separation(x[start:end], labels[start:end], args.components),
-            "centroid_moves_per_2min": drift(x[start:end], labels[start:end], args.components, slice_windows),
+            "separation": {"variance_in_components": held} | separation(y, labels[start:end]),
+            "centroid_moves_per_2min": drift(y, labels[start:end], slice_windows),
             "nearest_neighbour_novelty": nearest_neighbour_novelty(x, labels, start, end, args.gap, reference, 8),
             "residual_novelty": residual_novelty(x, labels, start, end, args.components, 8),
         }
