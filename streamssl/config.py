@@ -252,6 +252,11 @@ class LearnerConfig:
     replay_policy: str = _f("fifo", check=one_of("fifo", "reservoir", "diverse"),
                             doc="diverse: when full, evict the example most similar (MoCo key) to another one")
     replay_per_step: int = _f(8, check=non_negative)
+    idle_replay: float = _f(0.0, check=non_negative,
+                            doc="replay-only steps the training thread may take per window learned, while no window waits: "
+                                "1 learns the first minutes as fast as twice the audio would, for up to twice the compute "
+                                "(bench/RESULTS.md, 'Steps, not audio'); 0 = none; off in a learner group and with "
+                                "serve_while_learning = false")
     optimizer: str = _f("adamw", check=one_of("adamw", "rmsprop"))
     lr: float = _f(1e-3, check=positive)
     weight_decay: float = _f(0.01, check=non_negative)

@@ -149,6 +149,28 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert torch.equal(sa["core"]["generator"], sb["core"]["generator"]) and sa["replay_rng"] == sb["replay_rng"]
 
 
+def test_replay_update_steps_on_replayed_examples_alone_and_adds_nothing():
+    """Idle time's step: it moves the weights and the step count, and leaves what holds the
+    stream's audio (buffer, MoCo queue, input statistics) as it was."""
+    learner = OnlineLearner(_cfg())
+    assert learner.replay_update() is None, "an empty buffer is no batch"
+    for b in _windows(2):  # 4 windows in the buffer: fewer than a live step's 1 + 4
+        learner.update(b)
+    assert learner.replay_update() is None and learner.step == 2
+    learner.update(_windows(1, start=2)[0])
+    before = _weights(learner)
+    held = (len(learner.replay), learner.queue_fill, learner.core.normaliser.count.item())
+    s = learner.replay_update()
+    assert s is not None and not s.skipped and s.step == learner.step == 4
+    assert s.new_windows == 0 and s.audio_seconds == 0 and s.batch_size == 1 + learner.cfg.learner.replay_per_step
+    assert set(s.losses) == {"apc", "cpc", "moco", "decorrelation", "total"} and np.isfinite(s.losses["total"])
+    after = _weights(learner)
+    assert not torch.equal(before["backbone.encoder.blocks.0.conv.weight"], after["backbone.encoder.blocks.0.conv.weight"])
+    assert (len(learner.replay), learner.queue_fill, learner.core.normaliser.count.item()) == held
+    for k in ("normaliser.mean", "normaliser.var", "moco.queue"):
+        assert torch.equal(before[k], after[k]), k
+
+
 def test_update_without_windows_is_an_error():
     with pytest.raises(ValueError, match="at least one"):
         OnlineLearner(_cfg()).update([])

@@ -75,7 +75,7 @@ class Collector(threading.Thread):
 
 
 def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path):
-    learner = Learner(tmp_path)
+    learner = Learner(tmp_path, "--set", "learner.idle_replay=1")  # and idle time spent on replay steps
     everything, only_synth = Collector(learner.embeddings), Collector(learner.embeddings, streams=["tones"])
     everything.start()
     only_synth.start()
@@ -114,6 +114,13 @@ def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path)
             print(f"{stream}: sent {n_sent:.0f}, dropped at capture {n_dropped:.0f}, received {received:.0f}, "
                   f"embedded {embedded:.0f}, shed {shed:.0f}")
         assert metric(s, "streamssl_learner_model_step") > step_mid > 0
+        # Input over, backlog drained: the training thread spends its allowance on replay-only
+        # steps, at most one per window learned (the received ones, less any left untrained).
+        wait_until(lambda: learner.value("streamssl_learner_replay_updates_total") >= 1, 60, message="a replay step")
+        s = scrape(learner.port)
+        replayed, updates = metric(s, "streamssl_learner_replay_updates_total"), metric(s, "streamssl_learner_updates_total")
+        assert replayed <= sum(metric(s, "streamssl_learner_windows_received_total", stream=k) for k in sent)
+        assert updates > replayed, "replay steps are counted among the updates"
         assert [p.wait(timeout=60) for p in cli_subscribers] == [0, 0]
     finally:
         for proc, _ in captures:

@@ -75,8 +75,10 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict]]]]] = [
             t(f"sum(rate(streamssl_learner_batch_windows_sum[{RI}])) "
               f"/ sum(rate(streamssl_learner_batch_windows_count[{RI}]))", "mean"),
         ]),
-        ("Updates per second and model step", "ops", "timeseries", "Optimizer steps taken; step of the published model.", [
+        ("Updates per second and model step", "ops", "timeseries",
+         "Optimizer steps taken, and those of them on replayed examples alone (idle time); step of the published model.", [
             t(f"rate(streamssl_learner_updates_total[{RI}])", "updates/s {{instance}}"),
+            t(f"rate(streamssl_learner_replay_updates_total[{RI}])", "replay-only updates/s {{instance}}"),
             t("streamssl_learner_model_step", "model step {{instance}}"),
         ]),
         ("Learner backlog", "none", "timeseries", "Windows waiting for the learner; at learner.max_backlog it sheds.", [

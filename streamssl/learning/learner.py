@@ -14,6 +14,10 @@ buffer. Sockets, batching and shedding live in the learner daemon. Per call:
   per new window (the last ``learner.window_s`` seconds of its stream ending at the
   window, zero-padded at stream start) + ``replay_per_step`` examples from the replay
   buffer (``LearnerCore.step`` does the tensor work).
+- ``replay_update()``: one step on replayed examples alone, for a training thread that
+  would otherwise wait for the next window (``learner.idle_replay``). Early on, learning
+  is limited by steps, not by new audio: 800 windows with one replay-only step after each
+  probe about as 1600 windows do (``bench/RESULTS.md``, "Steps, not audio").
 
 A window that goes to both (the daemon's path, ``process``) is prepared once with
 ``prepare`` and passed as a ``PreparedWindow``; a plain ``AudioWindow`` is prepared on
@@ -277,6 +281,26 @@ class OnlineLearner:
             step=self.step, losses=result.losses, batch_size=int(batch.shape[0]), new_windows=len(prepared),
             grad_norm=result.grad_norm, lr=lr, skipped=result.skipped, duration_s=time.perf_counter() - started,
             audio_seconds=audio_s, untrained=untrained,
+        )
+
+    def replay_update(self) -> StepStats | None:
+        """One optimizer step on ``1 + replay_per_step`` replayed examples and nothing new, or None
+        while the buffer holds fewer (a batch the size of a live step's, so the two kinds of step
+        weigh alike). Nothing enters the buffer, the MoCo queue or the normaliser: all of it
+        saw this audio when it was new. Not in a learner group, whose ranks step in lockstep."""
+        if self.core.group is not None:
+            raise RuntimeError("replay_update() is not for a learner group: its ranks step together on new windows")
+        size = 1 + self.cfg.learner.replay_per_step
+        if len(self.replay) < size:
+            return None
+        started = time.perf_counter()
+        audio, stream, time_ns = self.replay.sample(size)
+        lr = float(self.core.optimizer.param_groups[0]["lr"])
+        result = self.core.step(to_device(audio, self.device), to_device(stream, self.device),
+                                to_device(time_ns, self.device), new=0)
+        return StepStats(
+            step=self.step, losses=result.losses, batch_size=size, new_windows=0, grad_norm=result.grad_norm,
+            lr=lr, skipped=result.skipped, duration_s=time.perf_counter() - started, audio_seconds=0.0,
         )
 
     def process(self, windows: Sequence[AudioWindow]) -> tuple[list[EmbeddingFrame], StepStats]:

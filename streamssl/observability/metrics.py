@@ -135,6 +135,10 @@ class LearnerMetrics:
         # learning
         # "step" in code, "updates" in the metric names (kept for dashboards and alerts)
         self.steps = Counter("streamssl_learner_updates", "Optimizer steps taken", registry=r)
+        self.replay_steps = Counter(
+            "streamssl_learner_replay_updates",
+            "Optimizer steps on replayed examples alone, taken while no window waited (learner.idle_replay); "
+            "also counted in streamssl_learner_updates_total", registry=r)
         self.nonfinite = Counter(
             "streamssl_learner_nonfinite_steps", "Steps skipped because the loss was NaN or Inf", registry=r
         )

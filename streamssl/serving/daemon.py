@@ -92,7 +92,8 @@ class LearnerDaemon:
             self.learner.serve_from_copy()
             if self.group is not None:
                 self.learner.join_group(self.group)
-            self.trainer = Trainer(self.learner, cfg.learner.batch_max, cfg.learner.max_backlog, self.group)
+            self.trainer = Trainer(self.learner, cfg.learner.batch_max, cfg.learner.max_backlog, self.group,
+                                   idle_replay=cfg.learner.idle_replay)
         self.checkpointer = None
         if self.checkpoint_dir and self.rank == 0:  # one model, one checkpoint: rank 0 writes it
             self.checkpointer = Checkpointer(
@@ -248,14 +249,21 @@ class LearnerDaemon:
             self.metrics.untrained.labels(self.trainer.dropped.get()).inc()
         while not self.trainer.results.empty():
             stats, batch = self.trainer.results.get()
-            self._observe_step(stats, sum(p.window.duration_s for p in batch), stats.duration_s)
+            self._observe_step(stats, sum(p.window.duration_s for p in batch), stats.duration_s, live=bool(batch))
 
-    def _observe_step(self, stats, audio_s: float, busy_s: float) -> None:
+    def _observe_step(self, stats, audio_s: float, busy_s: float, live: bool = True) -> None:
+        """Metrics of one step. A replay-only step (``live`` false, taken in idle time) counts as
+        an update and moves the model, but its losses (on audio already learned from) stay out
+        of the loss gauges and the loss drift detector, and its time out of the real-time factor,
+        which says whether the learner keeps up with new audio."""
         m = self.metrics
         for stream_id in stats.untrained:
             m.untrained.labels(stream_id).inc()
         if stats.skipped:
             m.nonfinite.inc()
+        elif not live:
+            m.steps.inc()
+            m.replay_steps.inc()
         else:
             m.steps.inc()
             for name, value in stats.losses.items():
@@ -271,7 +279,7 @@ class LearnerDaemon:
         m.queue_fill.set(self.learner.queue_fill)
         if self.probe and self.drift.probe_due(stats.step):
             self.drift.check_probe(self.learner.embed_segments(self.probe.array()))
-        if self.rtf.observe(audio_s, busy_s) > 0:
+        if live and self.rtf.observe(audio_s, busy_s) > 0:
             m.rtf.set(self.rtf.value)
 
     def _housekeeping(self) -> None:

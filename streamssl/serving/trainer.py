@@ -8,6 +8,15 @@ serving (``OnlineLearner.publish_weights``). Windows that pile up while a step r
 bounded by ``max_pending``: beyond it the oldest are left out of training (counted as
 untrained; they were already served).
 
+With ``idle_replay`` > 0 (``learner.idle_replay``, off by default), while no window waits
+the thread spends its idle time on replay-only steps (``OnlineLearner.replay_update``), at
+most ``idle_replay`` of them per window learned: in the first minutes the probe is limited
+by steps, not by new audio (``bench/RESULTS.md``, "Steps, not audio"). The allowance is
+capped at ``idle_replay x learn_at_most`` steps, so a learner that stayed busy for an hour
+does not then spend minutes on the last few minutes of audio when its streams fall quiet,
+and a quiet learner stops stepping soon after its last window. A window that arrives
+waits at most for the replay step in progress.
+
 ``lock`` is held for the whole of a step. ``between_steps(fn)`` runs ``fn`` on this thread
 before the next step and hands back its result as a ``Future``: the daemon's periodic
 checkpoint copies the training state that way, between two steps, without its own thread
@@ -42,8 +51,12 @@ NICER_BY = 10  # nice levels below the serving loop: ~1/10 of its CPU share when
 
 
 class Trainer(threading.Thread):
-    def __init__(self, learner: OnlineLearner, learn_at_most: int, max_pending: int, group=None):
+    def __init__(self, learner: OnlineLearner, learn_at_most: int, max_pending: int, group=None,
+                 idle_replay: float = 0.0):
         super().__init__(daemon=True, name="trainer")
+        self.idle_replay = 0.0 if group is not None else idle_replay  # a group steps in lockstep, on new windows
+        self.replay_allowance = 0.0  # replay-only steps earned by windows learned, not yet taken
+        self._allowance_cap = max(1.0, self.idle_replay * learn_at_most)
         self.group = group
         self.group_stopped = False  # another rank stopped the group
         self.learner = learner
@@ -85,7 +98,7 @@ class Trainer(threading.Thread):
                 return
             while True:
                 with self._wake:
-                    while not self._pending and not self._calls and not self._stopping:
+                    while not self._pending and not self._calls and not self._stopping and self.replay_allowance < 1:
                         self._wake.wait()
                     if self._stopping:
                         return
@@ -95,9 +108,18 @@ class Trainer(threading.Thread):
                 with self.lock:
                     for fn, future in calls:
                         _run_into(fn, future)
-                    if not batch:
+                    if batch:
+                        stats = self.learner.update(batch, learn_at_most=self.learn_at_most)
+                        self.replay_allowance = min(self._allowance_cap,
+                                                    self.replay_allowance + self.idle_replay * stats.new_windows)
+                    elif calls:
                         continue
-                    stats = self.learner.update(batch, learn_at_most=self.learn_at_most)
+                    else:  # idle, with replay steps allowed
+                        stats = self.learner.replay_update()
+                        if stats is None:  # the buffer is not yet a batch: nothing to take the time for
+                            self.replay_allowance = 0.0
+                            continue
+                        self.replay_allowance -= 1.0
                     self.learner.publish_weights()
                 self.results.put((stats, batch))
         except BaseException as exc:  # noqa: BLE001 - handed to the daemon's thread
