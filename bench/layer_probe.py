@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from quality_ablation import scores, train  # noqa: E402
+from quality_ablation import probe_set, scores, train  # noqa: E402
 
 from streamssl import config  # noqa: E402
-from streamssl.evaluation.dataset import generate_speech  # noqa: E402
 from streamssl.evaluation.probe import random_init_like  # noqa: E402
 from streamssl.learning.readout import energy_weights, stats_pool  # noqa: E402
 
@@ -63,10 +61,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     seeds = range(args.seeds)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = generate_speech(tmp, speakers=8, words=10, repeats=6, seed=1, workers=2)
-        audio = data.load_audio(16000)
-    speaker, word = np.asarray(data.labels("speaker")), np.asarray(data.labels("word"))
+    audio, speaker, word = probe_set()
     trained = train(config.load(args.config), args.windows, args.stream_seed)
     results = {}
     print(f"{'network':8s} {'part':24s} {'speaker':>12s} {'word':>12s}")

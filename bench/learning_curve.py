@@ -20,28 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from quality_ablation import scores  # noqa: E402
+from quality_ablation import probe, probe_set  # noqa: E402
 
 from streamssl import config  # noqa: E402
-from streamssl.evaluation.dataset import generate_speech  # noqa: E402
-from streamssl.evaluation.probe import effective_rank, learner_embedder, pooled_logmel, random_init_like  # noqa: E402
+from streamssl.evaluation.probe import learner_embedder, pooled_logmel, random_init_like  # noqa: E402
 from streamssl.evaluation.reference import recorded_speech  # noqa: E402
 from streamssl.learning.learner import OnlineLearner  # noqa: E402
 from streamssl.wire import AudioWindow, to_pcm16, window_frames  # noqa: E402
 
 WINDOW_MS = 500
-
-
-def probe(x, speaker, word, seeds) -> dict:
-    return {"speaker": scores(x, speaker, word, seeds), "word": scores(x, word, speaker, seeds),
-            "effective_rank": effective_rank(x)}
 
 
 def main() -> int:
@@ -57,10 +50,7 @@ def main() -> int:
     milestones = sorted({int(m) for m in args.at.split(",")})
     torch.set_num_threads(1)
     seeds = range(args.seeds)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = generate_speech(tmp, speakers=8, words=10, repeats=6, seed=1, workers=2)
-        audio = data.load_audio(16000)
-    speaker, word = np.asarray(data.labels("speaker")), np.asarray(data.labels("word"))
+    audio, speaker, word = probe_set()
     cfg = config.load(args.config, args.overrides)
     learner = OnlineLearner(cfg, device="cpu")
     rate = learner.sample_rate
