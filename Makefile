@@ -56,7 +56,7 @@ eval: venv
 	$(VENV)/bin/streamssl data speech --out runs/eval-data
 	rm -rf runs/eval-train  # a fresh model each time: the demo would resume an old checkpoint
 	$(VENV)/bin/streamssl demo --seconds $(EVAL_SECONDS) --out runs/eval-train --no-live
-	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data --seeds 3 --reference --json runs/eval.json
+	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data --seeds 3 --reference 3 --random-inits 3 --json runs/eval.json
 
 # Render daemons/*.service.in with this venv's streamssl and CONFDIR into $(DESTDIR)$(UNITDIR).
 # The venv may live anywhere (VENV=/opt/streamssl/.venv); the units only run its streamssl.

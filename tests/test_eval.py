@@ -90,3 +90,39 @@ def test_eval_reports_every_row_for_both_label_kinds_over_seeds(tmp_path):
     assert speaker["n_classes"] == 3 and speaker["n_train"] == speaker["n_test"] == 12  # 2 of 4 words each side
     for title in ("SSL", "live windows", "log-mel", "random", "eff. rank"):
         assert title in proc.stdout
+
+
+def test_eval_pools_several_reference_and_random_init_runs_per_row(tmp_path):
+    """One reference or random-init draw cannot settle a ratio or margin (0.42 against 0.46 on speaker
+    in two reference runs), so those rows can hold several runs: every run on every split."""
+    data, ckpt = tmp_path / "data", tmp_path / "ckpt"
+    streamssl("data", "speech", "--out", str(data), "--speakers", "3", "--words", "4", "--repeats", "2")
+    _tiny_checkpoint(ckpt)
+    one, many = tmp_path / "one.json", tmp_path / "many.json"
+    streamssl("eval", "--checkpoint", str(ckpt), "--data", str(data), "--seeds", "2", "--json", str(one))
+    proc = streamssl("eval", "--checkpoint", str(ckpt), "--data", str(data), "--seeds", "2", "--reference", "2",
+                     "--random-inits", "3", "--json", str(many))
+    one, many = json.loads(one.read_text()), json.loads(many.read_text())
+    result = lambda report, kind, row: next(  # noqa: E731
+        r for r in report["results"] if r["kind"] == kind and r["row"] == row)
+    for kind in ("speaker", "word"):
+        offline, random = result(many, kind, "offline"), result(many, kind, "random")
+        assert len(offline["run_means"]) == 2 and len(offline["accuracies"]) == 2 * 2
+        assert len(random["run_means"]) == 3 and len(random["accuracies"]) == 3 * 2
+        for r in (offline, random):
+            per_run = np.reshape(r["accuracies"], (len(r["run_means"]), 2)).mean(1)
+            np.testing.assert_allclose(per_run, r["run_means"])
+            assert many["accuracy"][kind][r["row"]] == np.mean(r["accuracies"])
+        # run 0 of the random row is the one network every single-run report probed
+        assert random["accuracies"][:2] == result(one, kind, "random")["accuracies"]
+        assert result(many, kind, "ssl")["accuracies"] == result(one, kind, "ssl")["accuracies"]
+        ratio = many["accuracy"][kind]["ssl"] / many["accuracy"][kind]["offline"]
+        assert many["online_vs_offline"][kind] == ratio
+    assert one["online_vs_offline"] == {}
+    assert "(2 runs)" in proc.stdout and "(3 runs)" in proc.stdout and "online / offline" in proc.stdout
+
+
+def test_eval_refuses_run_counts_below_one(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "streamssl", "eval", "--checkpoint", str(tmp_path), "--data",
+                           str(tmp_path), "--random-inits", "0"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "--random-inits 0: must be >= 1" in proc.stderr

@@ -14,8 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or checkpoint directory (newest is used)")
     p.add_argument("--data", required=True, help="labelled set, e.g. from `streamssl data speech`")
     p.add_argument("--seeds", type=int, default=3, help="split/probe seeds 0..N-1; mean ± std over them (default 3)")
-    p.add_argument("--reference", action="store_true",
-                   help="also train the offline reference: the same model, steps and audio, shuffled examples")
+    p.add_argument("--reference", type=int, nargs="?", const=1, default=0, metavar="N",
+                   help="also train N offline references (default 1): the same model, steps and audio, "
+                        "shuffled examples, each with its own order; the row pools the runs")
+    p.add_argument("--random-inits", type=int, default=1, metavar="N",
+                   help="random-init networks from N seeds (default 1); the row pools them")
     p.add_argument("--json", dest="json_path", help="write the report here")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     add_config_arguments(p)  # overrides apply on top of the checkpoint's own config
@@ -30,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from streamssl.learning import checkpoint
     from streamssl.learning.device import resolve_device
 
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds {args.seeds}: must be >= 1")
+    for flag, value, least in (("--seeds", args.seeds, 1), ("--reference", args.reference, 0),
+                               ("--random-inits", args.random_inits, 1)):
+        if value < least:
+            raise ConfigError(f"{flag} {value}: must be >= {least}")
     try:
         data = load_labelled(args.data)
     except (FileNotFoundError, ValueError) as exc:
@@ -49,8 +54,15 @@ def run(args: argparse.Namespace) -> int:
     if args.reference:
         from streamssl.evaluation.reference import train_reference
 
-        rows["offline"] = learner_embedder(train_reference(trained, device=device))
-    rows["random"] = learner_embedder(random_init_like(trained, device))
+        # Each run trains when the probe reaches it, so one reference model is held at a time.
+        rows["offline"] = [
+            lambda audio, run=run: learner_embedder(train_reference(trained, device=device, run=run))(audio)
+            for run in range(args.reference)
+        ]
+    rows["random"] = [
+        lambda audio, run=run: learner_embedder(random_init_like(trained, device, run=run))(audio)
+        for run in range(args.random_inits)
+    ]
     rows["logmel"] = lambda audio: pooled_logmel(cfg, audio)
     report = evaluate(
         data, rows, sample_rate=cfg.features.sample_rate, seeds=range(args.seeds),

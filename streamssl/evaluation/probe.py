@@ -22,6 +22,13 @@ A probe that memorised "this voice saying this word" scores nothing there. With 
 label kind the split is stratified per class. Each split seed draws new halves; the
 report gives mean and standard deviation over seeds.
 
+**Runs.** The trained checkpoint is one model, but the offline reference and the
+random-init network are draws: one reference run read 0.42 and another 0.46 on speaker,
+so one draw cannot settle a ratio or a margin. A row may therefore hold several runs
+(``streamssl eval --reference N --random-inits N``); its accuracies are then every run on
+every split seed, its mean and std are over all of them (so the std holds the
+run-to-run spread as well as the split noise), and ``run_means`` keeps each run's mean.
+
 **Effective rank** (RankMe, Garrido et al. 2023) of each row's features over the whole
 set: how many directions the embedding really uses. It needs no labels, so the learner
 also exports it live.
@@ -47,11 +54,12 @@ TEST_FRACTION = 0.25
 DEFAULT_SEEDS = (0, 1, 2)
 
 Embedder = Callable[[Sequence[np.ndarray]], np.ndarray]
+Row = Embedder | Sequence[Embedder]  # one feature extractor, or independent runs of one (pooled)
 
 
 @dataclass
 class ProbeResult:
-    """Accuracy of one feature extractor on one label kind, over split seeds."""
+    """Accuracy of one feature extractor on one label kind, over split seeds (and runs, run-major)."""
 
     kind: str
     row: str
@@ -62,6 +70,7 @@ class ProbeResult:
     chance: float
     dim: int
     split: str  # "transfer across <kind>" or "stratified"
+    run_means: list[float] = field(default_factory=list)  # one mean per run of the row (one entry: one run)
 
     @property
     def mean(self) -> float:
@@ -96,8 +105,15 @@ class EvalReport:
     def rows(self) -> list[str]:
         return list(dict.fromkeys(r.row for r in self.results))
 
+    def online_vs_offline(self) -> dict[str, float]:
+        """Per label kind, the checkpoint's mean accuracy over the offline reference's (empty without one)."""
+        if "offline" not in self.rows() or "ssl" not in self.rows():
+            return {}
+        return {k: self.accuracy(k, "ssl") / max(self.accuracy(k, "offline"), 1e-12) for k in self.kinds}
+
     def to_dict(self) -> dict:
         out = asdict(self)
+        out["online_vs_offline"] = self.online_vs_offline()
         out["accuracy"] = {k: {r.row: r.mean for r in self.results if r.kind == k} for k in self.kinds}
         out["accuracy_std"] = {k: {r.row: r.std for r in self.results if r.kind == k} for k in self.kinds}
         return out
@@ -176,7 +192,7 @@ def learner_embedder(learner) -> Embedder:
     return embed
 
 
-def random_init_like(trained, device: str = "cpu"):
+def random_init_like(trained, device: str = "cpu", run: int = 0):
     """The same architecture and config from another seed, never updated, reading the same normalised input.
 
     It gets the trained learner's input statistics (the normaliser is not learned by
@@ -188,7 +204,8 @@ def random_init_like(trained, device: str = "cpu"):
     from streamssl.learning.learner import OnlineLearner
 
     cfg = trained.cfg
-    untrained = OnlineLearner(replace(cfg, learner=replace(cfg.learner, seed=cfg.learner.seed + 1)), device=device)
+    seed = cfg.learner.seed + 1 + run  # run 0 is the network every earlier report probed
+    untrained = OnlineLearner(replace(cfg, learner=replace(cfg.learner, seed=seed)), device=device)
     untrained.core.normaliser.load_state_dict(trained.core.normaliser.state_dict())
     return untrained
 
@@ -219,39 +236,53 @@ def _splits(data, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 def evaluate(
     data,
-    embedders: dict[str, Embedder],
+    embedders: dict[str, Row],
     *,
     sample_rate: int,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     checkpoint: str = "",
     model_step: int = 0,
 ) -> EvalReport:
-    """Probe every label kind of ``data`` (a ``LabelledSet``) with every embedder, on the same splits per seed."""
+    """Probe every label kind of ``data`` (a ``LabelledSet``) with every row, on the same splits per seed.
+
+    A row given as a sequence of embedders is that many runs of one extractor: each run is
+    probed on every split, and the row pools them (module docstring, "Runs"). Runs are
+    called one after another and their features dropped once scored, so a row of
+    reference runs holds one trained model at a time.
+    """
     audio = data.load_audio(sample_rate)
     report = EvalReport(checkpoint, str(data.root), list(seeds), len(audio), model_step, list(data.kinds))
-    features = {}
-    for row, embed in embedders.items():
-        start = time.perf_counter()
-        features[row] = np.asarray(embed(audio), dtype=np.float64)
-        report.seconds[row] = time.perf_counter() - start
-        if not np.isfinite(features[row]).all():
-            raise ValueError(f"{row} features contain NaN or Inf")
-        report.effective_rank[row] = effective_rank(features[row])
-    for kind in data.kinds:
-        labels = np.asarray(data.labels(kind))
-        splits = [_splits(data, kind, seed) for seed in seeds]
-        for row, x in features.items():
-            accs = [linear_probe(x, labels, train, test, seed) for seed, (train, test, _) in zip(seeds, splits)]
-            train, test, how = splits[0]
+    splits = {kind: [_splits(data, kind, seed) for seed in seeds] for kind in data.kinds}
+    for row, runs in embedders.items():
+        runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+        accs: dict[str, list[list[float]]] = {kind: [] for kind in data.kinds}
+        ranks, dim, report.seconds[row] = [], 0, 0.0
+        for embed in runs:
+            start = time.perf_counter()
+            x = np.asarray(embed(audio), dtype=np.float64)
+            report.seconds[row] += time.perf_counter() - start
+            if not np.isfinite(x).all():
+                raise ValueError(f"{row} features contain NaN or Inf")
+            ranks.append(effective_rank(x))
+            dim = x.shape[1]
+            for kind in data.kinds:
+                labels = np.asarray(data.labels(kind))
+                accs[kind].append([linear_probe(x, labels, tr, te, seed) for seed, (tr, te, _) in zip(seeds, splits[kind])])
+        report.effective_rank[row] = float(np.mean(ranks))
+        for kind in data.kinds:
+            labels = np.asarray(data.labels(kind))
+            train, test, how = splits[kind][0]
             n_classes = len(set(labels[test].tolist()))
             report.results.append(ProbeResult(
-                kind, row, accs, len(train), len(test), n_classes, 1.0 / max(n_classes, 1), x.shape[1], how,
+                kind, row, [a for run in accs[kind] for a in run], len(train), len(test), n_classes,
+                1.0 / max(n_classes, 1), dim, how, [float(np.mean(run)) for run in accs[kind]],
             ))
     return report
 
 
 def print_report(report: EvalReport) -> None:
-    """A rich table: one row per feature extractor, one column per label kind (mean ± std over seeds)."""
+    """A rich table: one row per feature extractor, one column per label kind (mean ± std over seeds
+    and runs), then online / offline when the reference was trained."""
     from rich.console import Console
     from rich.table import Table
 
@@ -266,7 +297,11 @@ def print_report(report: EvalReport) -> None:
     for row in report.rows():
         r0 = report.result(report.kinds[0], row)
         cells = [f"{report.result(k, row).mean:.3f} ± {report.result(k, row).std:.3f}" for k in report.kinds]
-        table.add_row(ROW_TITLES.get(row, row), str(r0.dim), *cells, f"{report.effective_rank[row]:.1f}")
+        runs = f" ({len(r0.run_means)} runs)" if len(r0.run_means) > 1 else ""
+        table.add_row(ROW_TITLES.get(row, row) + runs, str(r0.dim), *cells, f"{report.effective_rank[row]:.1f}")
     chance = {k: report.result(k, report.rows()[0]).chance for k in report.kinds}
     table.add_row("chance", "", *(f"{chance[k]:.3f}" for k in report.kinds), "", style="dim")
-    Console(width=max(120, Console().width)).print(table)
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    if ratio := report.online_vs_offline():
+        console.print("online / offline: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))

@@ -15,6 +15,8 @@ and the seconds the online learner consumed give back the exact stream it saw.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -59,8 +61,19 @@ def learn_online(learner, audio: np.ndarray, stream_id: str = "speech", window_m
     return stats
 
 
-def train_reference(online, device: str = "cpu", seed: int | None = None):
-    """A fresh ``OnlineLearner`` trained offline on shuffled examples of the audio ``online`` saw."""
+@functools.lru_cache(maxsize=1)
+def _recorded_speech_once(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
+    """Several reference runs share one regeneration of the stream (espeak-ng takes a while for minutes)."""
+    return recorded_speech(seed, seconds, sample_rate)
+
+
+def train_reference(online, device: str = "cpu", run: int = 0):
+    """A fresh ``OnlineLearner`` trained offline on shuffled examples of the audio ``online`` saw.
+
+    Runs differ only in the order examples are drawn (``learner.seed + run``); model init
+    and config are the online learner's. Its augmentation generator starts from the same
+    seed, but it is applied to other examples, so each run sees other crops and views.
+    """
     from streamssl.learning.learner import OnlineLearner
     from streamssl.learning.objectives import stream_hash
 
@@ -71,12 +84,12 @@ def train_reference(online, device: str = "cpu", seed: int | None = None):
             "speech source can be regenerated for an offline reference"
         )
     rate = cfg.features.sample_rate
-    audio = recorded_speech(cfg.capture.seed, online.audio_seconds, rate)
+    audio = _recorded_speech_once(cfg.capture.seed, online.audio_seconds, rate)
     ref = OnlineLearner(cfg, device=device)
     n = ref.example_samples
     if len(audio) <= n:
         raise ConfigError(f"--reference: the checkpoint learned from {online.audio_seconds:.1f} s, too little to shuffle")
-    rng = np.random.default_rng(cfg.learner.seed if seed is None else seed)
+    rng = np.random.default_rng(cfg.learner.seed + run)
     batch = 1 + cfg.learner.replay_per_step  # one new window plus replay, as each live step at real-time pace
     stream = torch.full((batch,), stream_hash(REFERENCE_STREAM), dtype=torch.long, device=ref.device)
     for _ in range(online.step):
