@@ -1,0 +1,118 @@
+"""How far could a speaker signal take this model on this probe? A supervised ceiling for #10.
+
+The self-supervised recipe leaves speaker accuracy level with random init. Before blaming
+the objective, this asks whether the architecture, the readout and the probe could show
+more at all: the default backbone is trained *with* the labels a self-supervised learner
+never has, which voice speaks (40-way cross-entropy on the published readout), on
+sentences like the speech stream's (its vocabulary and 40 voices, a random rate, pitch
+and level per sentence), through the learner's own channel views, with the batch of one
+live step (1 new + ``replay_per_step`` replayed examples) and as many steps as
+``--steps``. Then it is probed exactly like ``quality_ablation.py`` (the probe set's 8
+voices are among the 40). Prints a table and writes JSON; asserts nothing.
+
+    .venv/bin/python bench/speaker_oracle.py --config configs/default.toml --steps 800 [--batch 40]
+
+The readout's std has an infinite gradient where a feature is constant over a segment,
+so the head reads the same statistics with a small floor under the variance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from quality_ablation import probe, probe_set  # noqa: E402
+from streamssl import config  # noqa: E402
+from streamssl.capture.espeak import VOICES, synthesize  # noqa: E402
+from streamssl.capture.sources.speech import WORDS  # noqa: E402
+from streamssl.evaluation.probe import learner_embedder, random_init_like  # noqa: E402
+from streamssl.learning.learner import OnlineLearner  # noqa: E402
+from streamssl.learning.readout import energy_weights  # noqa: E402
+
+
+def sentences(n: int, seed: int, rate: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` sentences as the speech stream draws them, and the index of the voice of each."""
+    rng = np.random.default_rng(seed)
+    jobs = [(" ".join(rng.choice(WORDS, size=int(rng.integers(3, 12)))), int(rng.integers(len(VOICES))),
+             int(rng.integers(120, 220)), int(rng.integers(20, 80)), float(rng.uniform(0.3, 0.9))) for _ in range(n)]
+
+    def speak(job):
+        text, voice, wpm, pitch, gain = job
+        x = synthesize(text, voice=VOICES[voice], sample_rate=rate, words_per_minute=wpm, pitch=pitch)
+        return (x * (gain / max(float(np.abs(x).max()), 1e-6))).astype(np.float32)
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(speak, jobs)), np.array([job[1] for job in jobs])
+
+
+def smooth_readout(z: torch.Tensor, c: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """``readout.pool`` with a floor under the variance, so its gradient stays finite."""
+    w = energy_weights(mel)[..., None]
+    parts = []
+    for h in (z.float(), c.float()):
+        mean = (w * h).sum(1)
+        parts += [mean, ((w * (h - mean[:, None]).square()).sum(1) + 1e-4).sqrt()]
+    return torch.cat(parts, 1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/default.toml")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--batch", type=int, default=0, help="examples per step (default: 1 + learner.replay_per_step)")
+    p.add_argument("--sentences", type=int, default=1200)
+    p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
+    p.add_argument("--out", default="bench/speaker_oracle.json")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    cfg = config.load(args.config, [])
+    batch = args.batch or 1 + cfg.learner.replay_per_step
+    learner = OnlineLearner(cfg, device="cpu")
+    core = learner.core
+    utterances, voice = sentences(args.sentences, 0, cfg.features.sample_rate)
+    head = torch.nn.Linear(core.dim, len(VOICES))
+    optimizer = torch.optim.AdamW([*core.backbone.parameters(), *head.parameters()], lr=cfg.learner.lr,
+                                  weight_decay=cfg.learner.weight_decay)
+    rng, g, n = np.random.default_rng(1), torch.Generator().manual_seed(1), core.example_samples
+    for step in range(args.steps):
+        idx = rng.integers(0, len(utterances), batch)
+        crops = []
+        for i in idx:
+            u = np.pad(utterances[i], (0, max(0, n + 1 - len(utterances[i]))))
+            start = int(rng.integers(0, len(u) - n))
+            crops.append(u[start:start + n])
+        audio = torch.from_numpy(np.stack(crops))
+        with torch.no_grad():
+            core.normaliser.update(core.logmel(audio))  # input statistics, as the learner folds in new frames
+        view = core.views.view(audio, g)
+        z, c, _ = core.backbone(view)
+        loss = F.cross_entropy(head(smooth_readout(z, c, core.logmel(audio))), torch.from_numpy(voice[idx]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  cross-entropy {loss.item():.3f}", flush=True)
+    audio, speaker, word = probe_set()
+    seeds = range(args.seeds)
+    rows = {"supervised": probe(learner_embedder(learner)(audio), speaker, word, seeds),
+            "random": probe(learner_embedder(random_init_like(learner))(audio), speaker, word, seeds)}
+    print(f"\n{'row':12s} {'speaker':>14s} {'word':>14s} {'eff. rank':>9s}   ({args.steps} steps of {batch})")
+    for row, r in rows.items():
+        print(f"{row:12s} {r['speaker'][0]:.3f}±{r['speaker'][1]:.3f} {r['word'][0]:.3f}±{r['word'][1]:.3f}"
+              f" {r['effective_rank']:9.1f}")
+    with open(args.out, "w") as f:
+        json.dump({"config": args.config, "steps": args.steps, "batch": batch, "sentences": args.sentences,
+                   "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
