@@ -252,6 +252,7 @@ def evaluate(
     """
     audio = data.load_audio(sample_rate)
     report = EvalReport(checkpoint, str(data.root), list(seeds), len(audio), model_step, list(data.kinds))
+    labels = {kind: np.asarray(data.labels(kind)) for kind in data.kinds}
     splits = {kind: [_splits(data, kind, seed) for seed in seeds] for kind in data.kinds}
     for row, runs in embedders.items():
         runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
@@ -266,13 +267,12 @@ def evaluate(
             ranks.append(effective_rank(x))
             dim = x.shape[1]
             for kind in data.kinds:
-                labels = np.asarray(data.labels(kind))
-                accs[kind].append([linear_probe(x, labels, tr, te, seed) for seed, (tr, te, _) in zip(seeds, splits[kind])])
+                accs[kind].append([linear_probe(x, labels[kind], tr, te, seed)
+                                   for seed, (tr, te, _) in zip(seeds, splits[kind])])
         report.effective_rank[row] = float(np.mean(ranks))
         for kind in data.kinds:
-            labels = np.asarray(data.labels(kind))
             train, test, how = splits[kind][0]
-            n_classes = len(set(labels[test].tolist()))
+            n_classes = len(set(labels[kind][test].tolist()))
             report.results.append(ProbeResult(
                 kind, row, [a for run in accs[kind] for a in run], len(train), len(test), n_classes,
                 1.0 / max(n_classes, 1), dim, how, [float(np.mean(run)) for run in accs[kind]],
