@@ -35,7 +35,7 @@ from streamssl.capture.espeak import VOICES, synthesize  # noqa: E402
 from streamssl.capture.sources.speech import WORDS  # noqa: E402
 from streamssl.evaluation.probe import learner_embedder, random_init_like  # noqa: E402
 from streamssl.learning.learner import OnlineLearner  # noqa: E402
-from streamssl.learning.readout import energy_weights  # noqa: E402
+from streamssl.learning import readout  # noqa: E402
 
 
 def sentences(n: int, seed: int, rate: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -53,14 +53,7 @@ def sentences(n: int, seed: int, rate: int) -> tuple[list[np.ndarray], np.ndarra
         return list(pool.map(speak, jobs)), np.array([job[1] for job in jobs])
 
 
-def smooth_readout(z: torch.Tensor, c: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-    """``readout.pool`` with a floor under the variance, so its gradient stays finite."""
-    w = energy_weights(mel)[..., None]
-    parts = []
-    for h in (z.float(), c.float()):
-        mean = (w * h).sum(1)
-        parts += [mean, ((w * (h - mean[:, None]).square()).sum(1) + 1e-4).sqrt()]
-    return torch.cat(parts, 1)
+VAR_FLOOR = 1e-4  # under the readout's std while the cross-entropy trains through it (readout.stats_pool)
 
 
 def main() -> int:
@@ -94,7 +87,7 @@ def main() -> int:
             core.normaliser.update(core.logmel(audio))  # input statistics, as the learner folds in new frames
         view = core.views.view(audio, g)
         z, c, _ = core.backbone(view)
-        loss = F.cross_entropy(head(smooth_readout(z, c, core.logmel(audio))), torch.from_numpy(voice[idx]))
+        loss = F.cross_entropy(head(readout.pool(z, c, core.logmel(audio), VAR_FLOOR)), torch.from_numpy(voice[idx]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

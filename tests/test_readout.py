@@ -32,3 +32,21 @@ def test_pool_is_weighted_mean_and_std_of_z_then_c():
     want = np.concatenate([z[0, keep].mean(0), z[0, keep].std(0), c[0, keep].mean(0), c[0, keep].std(0)])
     assert out.shape == (readout_dim(3, 2),)
     np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def test_a_variance_floor_keeps_the_gradient_finite_where_a_feature_is_constant():
+    """A loss trained through the readout (bench/speaker_oracle.py) needs the floor; the published readout has none."""
+    z = torch.randn(2, 6, 3)
+    z[:, :, 0] = 1.0  # constant over the frames: std 0, d std / d var infinite without a floor
+    c, mel = torch.randn(2, 6, 2), torch.zeros(2, 6, 4)
+    grads = {}
+    for floor in (0.0, 1e-4):
+        zz = z.clone().requires_grad_(True)
+        out = pool(zz, c, mel, var_floor=floor)
+        (g,) = torch.autograd.grad(out.sum(), zz)
+        grads[floor] = g
+        std_of_constant = out[:, 3]  # z's std block starts after its 3 means
+        torch.testing.assert_close(std_of_constant, torch.full((2,), floor**0.5))
+    assert not torch.isfinite(grads[0.0]).all()
+    assert torch.isfinite(grads[1e-4]).all()
+    torch.testing.assert_close(pool(z, c, mel), pool(z, c, mel, var_floor=0.0), rtol=0, atol=0)

@@ -42,15 +42,20 @@ def energy_weights(mel: torch.Tensor) -> torch.Tensor:
     return w / w.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
-def stats_pool(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Frames (B, T, D) and weights (B, T) -> weighted mean and std (B, 2D)."""
+def stats_pool(h: torch.Tensor, w: torch.Tensor, var_floor: float = 0.0) -> torch.Tensor:
+    """Frames (B, T, D) and weights (B, T) -> weighted mean and std (B, 2D).
+
+    ``var_floor`` is added under the square root. The published readout keeps 0; a loss
+    that trains *through* the readout needs a floor, because the gradient of the square
+    root is infinite where a feature is constant over the frames.
+    """
     w = w[..., None]
     mean = (w * h).sum(1)
     var = (w * (h - mean[:, None]).square()).sum(1)
-    return torch.cat([mean, var.clamp_min(0.0).sqrt()], dim=1)
+    return torch.cat([mean, var.clamp_min(0.0).add(var_floor).sqrt()], dim=1)
 
 
-def pool(z: torch.Tensor, c: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+def pool(z: torch.Tensor, c: torch.Tensor, mel: torch.Tensor, var_floor: float = 0.0) -> torch.Tensor:
     """Encoder z (B, T, C), context c (B, T, D), raw log-mel (B, T, F) -> embeddings (B, 2(C + D))."""
     w = energy_weights(mel)
-    return torch.cat([stats_pool(z.float(), w), stats_pool(c.float(), w)], dim=1)
+    return torch.cat([stats_pool(z.float(), w, var_floor), stats_pool(c.float(), w, var_floor)], dim=1)
