@@ -261,16 +261,16 @@ class LearnerDaemon:
             m.untrained.labels(stream_id).inc()
         if stats.skipped:
             m.nonfinite.inc()
-        elif not live:
-            m.steps.inc()
-            m.replay_steps.inc()
         else:
             m.steps.inc()
-            for name, value in stats.losses.items():
-                m.loss.labels(name).set(value)
-            if self.history is not None:
-                self.history.add_losses(stats.losses)
-            self.drift.observe_loss(stats.losses["total"])
+            if not live:
+                m.replay_steps.inc()
+            else:
+                for name, value in stats.losses.items():
+                    m.loss.labels(name).set(value)
+                if self.history is not None:
+                    self.history.add_losses(stats.losses)
+                self.drift.observe_loss(stats.losses["total"])
         m.step_seconds.observe(stats.duration_s)
         m.batch_size.observe(stats.batch_size)
         m.lr.set(stats.lr)
