@@ -84,10 +84,11 @@ def main() -> int:
             crops.append(u[start:start + n])
         audio = torch.from_numpy(np.stack(crops))
         with torch.no_grad():
-            core.normaliser.update(core.logmel(audio))  # input statistics, as the learner folds in new frames
+            mel = core.logmel(audio)  # the clean input's frames: its statistics and the readout's energy gate
+            core.normaliser.update(mel)  # input statistics, as the learner folds in new frames
         view = core.views.view(audio, g)
         z, c, _ = core.backbone(view)
-        loss = F.cross_entropy(head(readout.pool(z, c, core.logmel(audio), VAR_FLOOR)), torch.from_numpy(voice[idx]))
+        loss = F.cross_entropy(head(readout.pool(z, c, mel, VAR_FLOOR)), torch.from_numpy(voice[idx]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
