@@ -8,7 +8,8 @@ keeps rising (a run of weeks would then end better than the evaluation says), le
 or falls. ``--replay-steps K`` adds K replay-only steps (``OnlineLearner.replay_update``)
 after each window's update, what the learner daemon's idle time adds (``learner.idle_replay``,
 taken there only while no window waits): more steps on the same audio, set against more
-audio. Random init and pooled log-mel are probed once. Prints a table and writes JSON;
+audio. Random init (``--random-inits`` networks, pooled as in ``bench/quality_ablation.py``)
+and pooled log-mel are probed once. Prints a table and writes JSON;
 asserts nothing.
 
     .venv/bin/python bench/learning_curve.py --config configs/default.toml --at 200,400,800,1600,2400
@@ -26,10 +27,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from quality_ablation import probe, probe_set  # noqa: E402
+from quality_ablation import probe, probe_random_inits, probe_set  # noqa: E402
 
 from streamssl import config  # noqa: E402
-from streamssl.evaluation.probe import learner_embedder, pooled_logmel, random_init_like  # noqa: E402
+from streamssl.evaluation.probe import learner_embedder, pooled_logmel  # noqa: E402
 from streamssl.evaluation.reference import recorded_speech  # noqa: E402
 from streamssl.learning.learner import OnlineLearner  # noqa: E402
 from streamssl.wire import AudioWindow, to_pcm16, window_frames  # noqa: E402
@@ -45,8 +46,11 @@ def main() -> int:
     p.add_argument("--stream-seed", type=int, default=0)
     p.add_argument("--replay-steps", type=float, default=0.0, help="replay-only steps after each window's update")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    p.add_argument("--random-inits", type=int, default=3, help="random networks pooled in the random row (>= 1)")
     p.add_argument("--out", default="bench/learning_curve.json")
     args = p.parse_args()
+    if args.random_inits < 1:
+        p.error(f"--random-inits must be >= 1, got {args.random_inits}")
     milestones = sorted({int(m) for m in args.at.split(",")})
     torch.set_num_threads(1)
     seeds = range(args.seeds)
@@ -80,7 +84,7 @@ def main() -> int:
         r["steps"] = learner.step
         report(f"{milestone}/trained", r)
         if milestone == milestones[-1]:  # baselines once, as quality_ablation takes them: after all the learning
-            report("-/random", probe(learner_embedder(random_init_like(learner))(audio), speaker, word, seeds))
+            report("-/random", probe_random_inits(learner, audio, speaker, word, seeds, args.random_inits))
             report("-/logmel", probe(pooled_logmel(cfg, audio), speaker, word, seeds))
     with open(args.out, "w") as f:
         json.dump({"config": args.config, "overrides": args.overrides, "stream_seed": args.stream_seed,

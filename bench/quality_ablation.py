@@ -4,7 +4,9 @@ For each recipe (a set of config overrides), trains a fresh ``OnlineLearner`` on
 per 500 ms window of ``SpeechSource(seed)`` (the embedded default stream), then probes
 the trained readout, the same architecture at random init (same normalised input) and
 pooled log-mel on a channel-varied labelled set with transfer splits (speaker on unseen
-words, word on unseen speakers), mean ± std over split seeds, plus effective rank.
+words, word on unseen speakers), mean ± std over split seeds, plus effective rank. The
+random-init row pools ``--random-inits`` networks (3 by default; mean ± std over networks
+x split seeds, each network's mean in the JSON's ``run_means``).
 Prints a table and writes JSON; asserts nothing.
 
     .venv/bin/python bench/quality_ablation.py --config tests/configs/small.toml --windows 800 \\
@@ -83,8 +85,32 @@ def probe(x, speaker, word, seeds) -> dict:
 
 
 def scores(x, labels, across, seeds) -> tuple[float, float]:
-    acc = [linear_probe(x, labels, *transfer_split(across, s), s) for s in seeds]
+    acc = accuracies(x, labels, across, seeds)
     return float(np.mean(acc)), float(np.std(acc))
+
+
+def accuracies(x, labels, across, seeds) -> list[float]:
+    return [linear_probe(x, labels, *transfer_split(across, s), s) for s in seeds]
+
+
+def probe_random_inits(learner, audio, speaker, word, seeds, networks: int) -> dict:
+    """``probe`` of ``networks`` random inits of the learner's architecture (its normaliser), pooled.
+
+    One random network is one draw: their speaker means spread by about 0.03, as much as
+    the gains being judged (``streamssl eval --random-inits`` pools them for the same reason).
+    So the row's mean and std are over networks x split seeds, as in ``streamssl eval``;
+    ``run_means`` keeps each network's mean and ``effective_rank`` is their mean.
+    """
+    acc = {"speaker": [], "word": []}
+    ranks = []
+    for run in range(networks):
+        x = learner_embedder(random_init_like(learner, run=run))(audio)
+        acc["speaker"].append(accuracies(x, speaker, word, seeds))
+        acc["word"].append(accuracies(x, word, speaker, seeds))
+        ranks.append(effective_rank(x))
+    r = {k: (float(np.mean(v)), float(np.std(v))) for k, v in acc.items()}
+    return r | {"effective_rank": float(np.mean(ranks)), "networks": networks,
+                "run_means": {k: [float(np.mean(a)) for a in v] for k, v in acc.items()}}
 
 
 def main() -> int:
@@ -94,10 +120,13 @@ def main() -> int:
     p.add_argument("--recipe", action="append", choices=tuple(RECIPES), help="default: all")
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
     p.add_argument("--stream-seed", type=int, default=0)
+    p.add_argument("--random-inits", type=int, default=3, help="random networks pooled in the random row (>= 1)")
     p.add_argument("--out", default="bench/quality_ablation.json")
     p.add_argument("--set", action="append", default=[], metavar="NAME:OVERRIDES",
                    help="a recipe of your own: NAME:section.field=value,... (repeatable)")
     args = p.parse_args()
+    if args.random_inits < 1:
+        p.error(f"--random-inits must be >= 1, got {args.random_inits}")
     for spec in args.set:
         name, _, overrides = spec.partition(":")
         RECIPES[name] = [o for o in overrides.split(",") if o]
@@ -112,10 +141,13 @@ def main() -> int:
         learner = train(cfg, args.windows, args.stream_seed)
         rows = {"trained": learner_embedder(learner)(audio)}
         if name == order[0]:  # baselines once: they do not depend on the recipe
-            rows["random"] = learner_embedder(random_init_like(learner))(audio)
+            rows["random"] = None
             rows["logmel"] = pooled_logmel(cfg, audio)
         for row, x in rows.items():
-            r = probe(x, speaker, word, seeds)
+            if x is None:
+                r = probe_random_inits(learner, audio, speaker, word, seeds, args.random_inits)
+            else:
+                r = probe(x, speaker, word, seeds)
             results[f"{name}/{row}"] = r
             print(f"{name:18s} {row:8s} {r['speaker'][0]:.3f}±{r['speaker'][1]:.3f} {r['word'][0]:.3f}±{r['word'][1]:.3f}"
                   f" {r['effective_rank']:9.1f}", flush=True)
