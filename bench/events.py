@@ -7,7 +7,10 @@ with its current weights and then takes its step on it (``OnlineLearner.process`
 daemon's order), and ``streamssl.events.EventClusterer`` clusters the embedding as a
 subscriber would. The same clusterer, in the same run, also clusters each window's pooled
 log-mel (mean and std over the window's frames: the baseline to beat) and the embeddings
-of the untrained network.
+of the untrained network. The untrained network reads its input through the learner's
+running normaliser, as the random-init rows of ``streamssl eval`` do (the normaliser is
+not learned by gradient), so the row measures what training adds, not what input
+scaling takes away.
 
 Reported, per feature set:
 - ARI (adjusted Rand index) of the online cluster ids against the segment kinds, over the
@@ -144,6 +147,7 @@ def main() -> int:
     trained, steps, random_init, logmel = [], [], [], []
     t0 = time.perf_counter()
     for i, w in enumerate(windows):
+        untrained.core.normaliser.load_state_dict(learner.core.normaliser.state_dict())  # as the learner embeds w
         frames, _ = learner.process([w])
         trained.append(frames[0].embedding)
         steps.append(frames[0].model_step)
