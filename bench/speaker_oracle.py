@@ -8,7 +8,8 @@ sentences like the speech stream's (its vocabulary and 40 voices, a random rate,
 and level per sentence), through the learner's own channel views, with the batch of one
 live step (1 new + ``replay_per_step`` replayed examples) and as many steps as
 ``--steps``. Then it is probed exactly like ``quality_ablation.py`` (the probe set's 8
-voices are among the 40). Prints a table and writes JSON; asserts nothing.
+voices are among the 40; the random row pools ``--random-inits`` networks). Every draw
+is seeded, the head's initial weights included, so a rerun repeats the table. Prints a table and writes JSON; asserts nothing.
 
     .venv/bin/python bench/speaker_oracle.py --config configs/default.toml --steps 800 [--batch 40]
 
@@ -29,11 +30,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from quality_ablation import probe, probe_set  # noqa: E402
+from quality_ablation import probe, probe_random_inits, probe_set  # noqa: E402
 from streamssl import config  # noqa: E402
 from streamssl.capture.espeak import VOICES, synthesize  # noqa: E402
 from streamssl.capture.sources.speech import WORDS  # noqa: E402
-from streamssl.evaluation.probe import learner_embedder, random_init_like  # noqa: E402
+from streamssl.evaluation.probe import learner_embedder  # noqa: E402
 from streamssl.learning.learner import OnlineLearner  # noqa: E402
 from streamssl.learning import readout  # noqa: E402
 
@@ -63,15 +64,20 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=0, help="examples per step (default: 1 + learner.replay_per_step)")
     p.add_argument("--sentences", type=int, default=1200)
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
+    p.add_argument("--random-inits", type=int, default=3, help="random networks pooled in the random row (>= 1)")
     p.add_argument("--out", default="bench/speaker_oracle.json")
     args = p.parse_args()
+    if args.random_inits < 1:
+        p.error(f"--random-inits must be >= 1, got {args.random_inits}")
     torch.set_num_threads(1)
     cfg = config.load(args.config, [])
     batch = args.batch or 1 + cfg.learner.replay_per_step
     learner = OnlineLearner(cfg, device="cpu")
     core = learner.core
     utterances, voice = sentences(args.sentences, 0, cfg.features.sample_rate)
-    head = torch.nn.Linear(core.dim, len(VOICES))
+    with torch.random.fork_rng(devices=[]):  # the head's init from the learner's seed: a rerun repeats the table
+        torch.manual_seed(cfg.learner.seed)
+        head = torch.nn.Linear(core.dim, len(VOICES))
     optimizer = torch.optim.AdamW([*core.backbone.parameters(), *head.parameters()], lr=cfg.learner.lr,
                                   weight_decay=cfg.learner.weight_decay)
     rng, g, n = np.random.default_rng(1), torch.Generator().manual_seed(1), core.example_samples
@@ -97,7 +103,7 @@ def main() -> int:
     audio, speaker, word = probe_set()
     seeds = range(args.seeds)
     rows = {"supervised": probe(learner_embedder(learner)(audio), speaker, word, seeds),
-            "random": probe(learner_embedder(random_init_like(learner))(audio), speaker, word, seeds)}
+            "random": probe_random_inits(learner, audio, speaker, word, seeds, args.random_inits)}
     print(f"\n{'row':12s} {'speaker':>14s} {'word':>14s} {'eff. rank':>9s}   ({args.steps} steps of {batch})")
     for row, r in rows.items():
         print(f"{row:12s} {r['speaker'][0]:.3f}±{r['speaker'][1]:.3f} {r['word'][0]:.3f}±{r['word'][1]:.3f}"
