@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from quality_ablation import probe, probe_random_inits, probe_set  # noqa: E402
+from quality_ablation import add_random_inits, probe, probe_random_inits, probe_set  # noqa: E402
 
 from streamssl import config  # noqa: E402
 from streamssl.evaluation.probe import learner_embedder, pooled_logmel  # noqa: E402
@@ -46,11 +46,9 @@ def main() -> int:
     p.add_argument("--stream-seed", type=int, default=0)
     p.add_argument("--replay-steps", type=float, default=0.0, help="replay-only steps after each window's update")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
-    p.add_argument("--random-inits", type=int, default=3, help="random networks pooled in the random row (>= 1)")
+    add_random_inits(p)
     p.add_argument("--out", default="bench/learning_curve.json")
     args = p.parse_args()
-    if args.random_inits < 1:
-        p.error(f"--random-inits must be >= 1, got {args.random_inits}")
     milestones = sorted({int(m) for m in args.at.split(",")})
     torch.set_num_threads(1)
     seeds = range(args.seeds)

@@ -113,6 +113,19 @@ def probe_random_inits(learner, audio, speaker, word, seeds, networks: int) -> d
                 "run_means": {k: [float(np.mean(a)) for a in v] for k, v in acc.items()}}
 
 
+def add_random_inits(p: argparse.ArgumentParser) -> None:
+    """The ``--random-inits N`` option of every bench with a random-init row (``probe_random_inits``)."""
+
+    def at_least_one(text: str) -> int:
+        n = int(text)
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+        return n
+
+    p.add_argument("--random-inits", type=at_least_one, default=3, metavar="N",
+                   help="random networks pooled in the random-init row (default 3)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="tests/configs/small.toml")
@@ -120,13 +133,11 @@ def main() -> int:
     p.add_argument("--recipe", action="append", choices=tuple(RECIPES), help="default: all")
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
     p.add_argument("--stream-seed", type=int, default=0)
-    p.add_argument("--random-inits", type=int, default=3, help="random networks pooled in the random row (>= 1)")
+    add_random_inits(p)
     p.add_argument("--out", default="bench/quality_ablation.json")
     p.add_argument("--set", action="append", default=[], metavar="NAME:OVERRIDES",
                    help="a recipe of your own: NAME:section.field=value,... (repeatable)")
     args = p.parse_args()
-    if args.random_inits < 1:
-        p.error(f"--random-inits must be >= 1, got {args.random_inits}")
     for spec in args.set:
         name, _, overrides = spec.partition(":")
         RECIPES[name] = [o for o in overrides.split(",") if o]
@@ -139,15 +150,11 @@ def main() -> int:
     for name in order:
         cfg = config.load(args.config, RECIPES[name])
         learner = train(cfg, args.windows, args.stream_seed)
-        rows = {"trained": learner_embedder(learner)(audio)}
+        rows = {"trained": probe(learner_embedder(learner)(audio), speaker, word, seeds)}
         if name == order[0]:  # baselines once: they do not depend on the recipe
-            rows["random"] = None
-            rows["logmel"] = pooled_logmel(cfg, audio)
-        for row, x in rows.items():
-            if x is None:
-                r = probe_random_inits(learner, audio, speaker, word, seeds, args.random_inits)
-            else:
-                r = probe(x, speaker, word, seeds)
+            rows["random"] = probe_random_inits(learner, audio, speaker, word, seeds, args.random_inits)
+            rows["logmel"] = probe(pooled_logmel(cfg, audio), speaker, word, seeds)
+        for row, r in rows.items():
             results[f"{name}/{row}"] = r
             print(f"{name:18s} {row:8s} {r['speaker'][0]:.3f}±{r['speaker'][1]:.3f} {r['word'][0]:.3f}±{r['word'][1]:.3f}"
                   f" {r['effective_rank']:9.1f}", flush=True)

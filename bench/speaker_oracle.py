@@ -9,7 +9,8 @@ and level per sentence), through the learner's own channel views, with the batch
 live step (1 new + ``replay_per_step`` replayed examples) and as many steps as
 ``--steps``. Then it is probed exactly like ``quality_ablation.py`` (the probe set's 8
 voices are among the 40; the random row pools ``--random-inits`` networks). Every draw
-is seeded, the head's initial weights included, so a rerun repeats the table. Prints a table and writes JSON; asserts nothing.
+is seeded, the head's initial weights included, so a rerun repeats the table. Prints a
+table and writes JSON; asserts nothing.
 
     .venv/bin/python bench/speaker_oracle.py --config configs/default.toml --steps 800 [--batch 40]
 
@@ -30,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from quality_ablation import probe, probe_random_inits, probe_set  # noqa: E402
+from quality_ablation import add_random_inits, probe, probe_random_inits, probe_set  # noqa: E402
 from streamssl import config  # noqa: E402
 from streamssl.capture.espeak import VOICES, synthesize  # noqa: E402
 from streamssl.capture.sources.speech import WORDS  # noqa: E402
@@ -64,11 +65,9 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=0, help="examples per step (default: 1 + learner.replay_per_step)")
     p.add_argument("--sentences", type=int, default=1200)
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
-    p.add_argument("--random-inits", type=int, default=3, help="random networks pooled in the random row (>= 1)")
+    add_random_inits(p)
     p.add_argument("--out", default="bench/speaker_oracle.json")
     args = p.parse_args()
-    if args.random_inits < 1:
-        p.error(f"--random-inits must be >= 1, got {args.random_inits}")
     torch.set_num_threads(1)
     cfg = config.load(args.config, [])
     batch = args.batch or 1 + cfg.learner.replay_per_step
