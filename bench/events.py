@@ -24,6 +24,10 @@ Reported, per feature set:
 
     .venv/bin/python bench/events.py --minutes 10 --novel-after-min 8 --out bench/events.json
 
+``--frozen-after-min M`` asks what the online row loses to the learner's drift: the
+learner steps on the first M minutes only, then embeds the whole scene with those weights
+held still, and the untrained row reads the same frozen normaliser.
+
 Asserts nothing: the table goes to bench/RESULTS.md.
 """
 
@@ -63,6 +67,18 @@ def windows_of(audio: np.ndarray, rate: int, window_s: float, stream_id: str = "
     n = int(round(window_s * rate))
     return [AudioWindow(stream_id, i, int((i + 1) * window_s * 1e9), rate, to_pcm16(audio[i * n:(i + 1) * n, None]))
             for i in range(len(audio) // n)]
+
+
+def learn_then_freeze(cfg: config.Config, learner: OnlineLearner, windows: list[AudioWindow], t0: float) -> OnlineLearner:
+    """Step ``learner`` on ``windows`` in order, then return a fresh learner (no stream state yet)
+    holding its weights and statistics, which ``--frozen-after-min`` only ever embeds with."""
+    for i, w in enumerate(windows):
+        learner.process([w])
+        if (i + 1) % 120 == 0:
+            print(f"  learning {i + 1}/{len(windows)} windows, {time.perf_counter() - t0:.0f} s", flush=True)
+    frozen = OnlineLearner(cfg)
+    frozen.core.load_state_dict(learner.core.state_dict())
+    return frozen
 
 
 def cluster(features: np.ndarray, cfg: config.EventsConfig, window_s: float, steps: list[int] | None = None):
@@ -131,6 +147,10 @@ def main() -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     p.add_argument("--out", default="bench/events.json")
     p.add_argument("--dump", help="also save the features, steps and labels here (.npz) for offline study")
+    p.add_argument("--frozen-after-min", type=float, metavar="M",
+                   help="learn from the first M minutes only, then embed the whole scene with those weights and "
+                        "input statistics held still (the untrained row gets that normaliser): the online row "
+                        "without drift")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = config.load(args.config, args.overrides)
@@ -144,11 +164,18 @@ def main() -> int:
 
     learner = OnlineLearner(cfg)
     untrained = OnlineLearner(cfg)
-    trained, steps, random_init, logmel = [], [], [], []
     t0 = time.perf_counter()
+    frozen = args.frozen_after_min is not None
+    if frozen:
+        learner = learn_then_freeze(cfg, learner, windows[: int(round(args.frozen_after_min * 60 / window_s))], t0)
+        untrained.core.normaliser.load_state_dict(learner.core.normaliser.state_dict())
+    trained, steps, random_init, logmel = [], [], [], []
     for i, w in enumerate(windows):
-        untrained.core.normaliser.load_state_dict(learner.core.normaliser.state_dict())  # as the learner embeds w
-        frames, _ = learner.process([w])
+        if frozen:
+            frames = learner.embed([w])
+        else:
+            untrained.core.normaliser.load_state_dict(learner.core.normaliser.state_dict())  # as the learner embeds w
+            frames, _ = learner.process([w])
         trained.append(frames[0].embedding)
         steps.append(frames[0].model_step)
         random_init.append(untrained.embed([w])[0].embedding)
@@ -162,7 +189,8 @@ def main() -> int:
         np.savez(args.dump, trained=np.stack(trained), steps=np.array(steps), random_init=np.stack(random_init),
                  logmel=np.stack(logmel), labels=np.array(labels), novel_start=novel_start or -1.0, window_s=window_s)
     rows = {}
-    for name, feats, st in (("trained online", trained, steps), ("untrained network", random_init, None),
+    trained_name = f"trained, frozen at {args.frozen_after_min:g} min" if frozen else "trained online"
+    for name, feats, st in ((trained_name, trained, steps), ("untrained network", random_init, None),
                             ("pooled log-mel", logmel, None)):
         cl_started = time.perf_counter()
         assign, c = cluster(np.stack(feats), cfg.events, window_s, st)
@@ -173,16 +201,17 @@ def main() -> int:
             np.stack(feats), cfg.events, labels, window_s, args.skip_min * 60,
             novel_start if novel_start is not None else float("inf"))
 
-    print(f"\n{'features':20s} {'ARI':>6s} {'clusters':>8s} {'false novelty':>13s} {'per 5 min':>9s} "
+    print(f"\n{'features':27s} {'ARI':>6s} {'clusters':>8s} {'false novelty':>13s} {'per 5 min':>9s} "
           f"{'novel delay s':>13s} {'ms/window':>9s} {'ARI DBSTREAM':>12s}")
     for name, r in rows.items():
         delay = "missed" if r["novel_delay_s"] is None else f"{r['novel_delay_s']:.1f}"
-        print(f"{name:20s} {r['ari']:6.3f} {r['clusters_final']:8d} {r['false_novelty']:13d} "
+        print(f"{name:27s} {r['ari']:6.3f} {r['clusters_final']:8d} {r['false_novelty']:13d} "
               f"{r['false_novelty_per_5min']:9.2f} {delay:>13s} {r['clusterer_ms_per_window']:9.2f} "
               f"{r['ari_river_dbstream']:12.3f}")
     result = {
         "minutes": args.minutes, "seed": args.seed, "novel_start_s": novel_start, "skip_min": args.skip_min,
-        "steps": learner.step, "overrides": args.overrides, "events": vars(cfg.events), "rows": rows,
+        "steps": learner.step, "frozen_after_min": args.frozen_after_min, "overrides": args.overrides,
+        "events": vars(cfg.events), "rows": rows,
         "wall_s": time.perf_counter() - started,
     }
     Path(args.out).write_text(json.dumps(result, indent=2))
