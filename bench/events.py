@@ -71,9 +71,11 @@ def windows_of(audio: np.ndarray, rate: int, window_s: float, stream_id: str = "
 
 def learn_then_freeze(cfg: config.Config, learner: OnlineLearner, windows: list[AudioWindow], t0: float) -> OnlineLearner:
     """Step ``learner`` on ``windows`` in order, then return a fresh learner (no stream state yet)
-    holding its weights and statistics, which ``--frozen-after-min`` only ever embeds with."""
+    holding its weights and statistics, which ``--frozen-after-min`` only ever embeds with.
+    ``update`` alone: ``process`` would also embed each window, for nothing (the step reads
+    no embedding, so the weights are the same)."""
     for i, w in enumerate(windows):
-        learner.process([w])
+        learner.update([w])
         if (i + 1) % 120 == 0:
             print(f"  learning {i + 1}/{len(windows)} windows, {time.perf_counter() - t0:.0f} s", flush=True)
     frozen = OnlineLearner(cfg)
