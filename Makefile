@@ -16,7 +16,7 @@ UNITDIR ?= /etc/systemd/system
 CONFDIR ?= /etc/streamssl
 UNITS := $(patsubst daemons/%.in,%,$(wildcard daemons/*.service.in))
 
-.PHONY: all system venv dev demo test bench eval install-units clean
+.PHONY: all system venv dev demo test test-quick bench eval install-units clean
 
 all: demo
 
@@ -46,8 +46,17 @@ dev: system $(VENV)/.installed-test
 demo: venv
 	$(VENV)/bin/streamssl demo --seconds $(SECONDS)
 
+# Two workers, a test file each at a time (a file's daemons and fixtures stay on one worker):
+# most e2e tests wait on real time and sockets, so two share the 2 cores well.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: dev
-	$(PY) -m pytest -q
+	$(PYTEST)
+
+# The inner loop: everything but daemons, servers and the slow in-process tests (markers in pyproject.toml).
+test-quick: dev
+	$(PYTEST) -m "not e2e and not slow"
 
 bench: venv
 	$(VENV)/bin/streamssl bench --json bench/results.json

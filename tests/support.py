@@ -92,6 +92,15 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         time.sleep(interval)
 
 
+def connections_to(endpoint: str) -> int:
+    """Established TCP connections to the port of ``endpoint`` on this machine (``ss``, iproute2):
+    how a test knows its subscribers have joined a PUB socket, instead of sleeping and hoping."""
+    port = endpoint.rsplit(":", 1)[1]
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
 def pull_socket(endpoint: str, ctx: zmq.Context | None = None, cfg: TransportConfig | None = None) -> zmq.Socket:
     """A PULL socket bound at ``endpoint`` for receiving AudioWindows in a test.
 

@@ -45,6 +45,7 @@ def load_rank(out: Path, rank: int) -> dict:
 
 # --- the math -----------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_ranks_stay_bit_identical_through_uneven_steps(tmp_path):
     """Rank 1 has nothing at step 0 and no new windows at step 2 (replay only): both still
     hold the same weights, momentum encoder, normaliser and MoCo queue, bit for bit."""
@@ -57,6 +58,7 @@ def test_ranks_stay_bit_identical_through_uneven_steps(tmp_path):
     assert int(r0["queue_valid"].sum()) == 4 * 3 + 2 * 3
 
 
+@pytest.mark.e2e
 def test_two_ranks_with_b_windows_each_update_like_one_rank_with_2b(tmp_path):
     """Same weights after 4 steps. Tolerance, fixed before the first run: the two differ only by
     float32 rounding (sums in another order, ~1e-7 relative), which AdamW can turn into a few
@@ -76,6 +78,7 @@ def test_two_ranks_with_b_windows_each_update_like_one_rank_with_2b(tmp_path):
     assert torch.equal(two["queue_stream"], one["queue_stream"])
 
 
+@pytest.mark.e2e
 def test_two_nodes_on_one_machine_train_one_model(tmp_path):
     """Two torchrun "nodes" (--nnodes 2, c10d rendezvous on 127.0.0.1), one rank each."""
     port = free_port()
@@ -163,6 +166,7 @@ def rank_pids(marker: str) -> dict[int, int]:
     return out
 
 
+@pytest.mark.e2e
 def test_group_serves_each_stream_on_one_rank_through_one_proxy_and_restarts_after_a_kill(tmp_path):
     audio_base, emb_base, metrics_base = free_port_pair(), free_port_pair(), free_port_pair()
     while len({audio_base, audio_base + 1, emb_base, emb_base + 1, metrics_base, metrics_base + 1}) < 6:
@@ -186,7 +190,8 @@ def test_group_serves_each_stream_on_one_rank_through_one_proxy_and_restarts_aft
         for sid in streams:
             captures.append(start_streamssl(
                 "capture", "--config", str(SMALL), "--source", "synth", "--stream-id", sid,
-                "--connect", ",".join(audio_eps), "--set", "capture.metrics_port=0", log_path=tmp_path / f"{sid}.log"))
+                "--connect", ",".join(audio_eps), "--window-ms", "100", "--set", "capture.metrics_port=0",
+                log_path=tmp_path / f"{sid}.log"))  # 100-ms windows: 20 per stream in 2 s of real time
         seen: dict[str, list[int]] = {sid: [] for sid in streams}
         for frame in sub:
             seen[frame.stream_id].append(frame.seq)

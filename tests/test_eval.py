@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from support import REPO
 
@@ -71,6 +72,7 @@ def test_transfer_split_holds_out_whole_values_of_the_other_kind():
     assert (transfer_split(words, seed=1)[0] == train).all() and not (transfer_split(words, seed=2)[0] == train).all()
 
 
+@pytest.mark.slow
 def test_eval_reports_every_row_for_both_label_kinds_over_seeds(tmp_path):
     data, ckpt, out = tmp_path / "data", tmp_path / "ckpt", tmp_path / "eval.json"
     streamssl("data", "speech", "--out", str(data), "--speakers", "3", "--words", "4", "--repeats", "2")
@@ -92,6 +94,7 @@ def test_eval_reports_every_row_for_both_label_kinds_over_seeds(tmp_path):
         assert title in proc.stdout
 
 
+@pytest.mark.slow
 def test_eval_pools_several_reference_and_random_init_runs_per_row(tmp_path):
     """One reference or random-init draw cannot settle a ratio or margin (0.42 against 0.46 on speaker
     in two reference runs), so those rows can hold several runs: every run on every split."""

@@ -136,12 +136,13 @@ def test_events_cluster_a_scene_flag_the_novel_kind_publish_and_resume(tmp_path)
 def test_demo_on_a_scene_shows_the_clusters_against_the_kinds(tmp_path):
     out = tmp_path / "demo"
     proc = start_streamssl(
-        "demo", "--source", "scenes", "--seconds", "30", "--out", str(out), "--no-live", "--config", SMALL,
-        "--set", "capture.window_ms=250", "--set", "events.warmup_windows=40", log_path=tmp_path / "demo.log",
+        "demo", "--source", "scenes", "--seconds", "14", "--out", str(out), "--no-live", "--config", SMALL,
+        "--set", "capture.window_ms=250", "--set", "events.warmup_windows=16", "--set", "events.basis_every=20", log_path=tmp_path / "demo.log",
     )
     rc = proc.wait(timeout=240)
     log = Path(proc.log_path).read_text()
     assert rc == 0, log[-3000:]
     assert "sound events: clusters found vs the kinds played" in log and "adjusted Rand index" in log, log[-3000:]
     records = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert len(records) >= 60 and any(r["cluster"] >= 0 for r in records)
+    # 14 s of 250-ms windows less start-up, about 50: components from the 20th, clusters after.
+    assert len(records) > 20 and any(r["cluster"] >= 0 for r in records)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import zmq
 
 from support import REPO, free_endpoint, free_port, metric, scrape, start_streamssl, stop, wait_until
@@ -22,6 +23,8 @@ from test_wire import MALFORMED
 from streamssl import wire
 from streamssl.config import TransportConfig
 from streamssl.transport import LIBZMQ_CEILING, make_socket
+
+pytestmark = pytest.mark.e2e
 
 ROUNDS = 400  # x 19 cases = 7 600 known-reason messages
 RANDOM = 2_800

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -16,7 +17,7 @@ from streamssl import wire
 from streamssl.config import TransportConfig
 from streamssl.serving.subscriber import subscribe
 from streamssl.transport import make_socket
-from support import free_endpoint, free_port, metric, scrape, start_streamssl, stop, wait_until
+from support import connections_to, free_endpoint, free_port, metric, scrape, start_streamssl, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 SMALL = str(Path(__file__).parent / "configs" / "small.toml")
@@ -86,7 +87,10 @@ def test_two_captures_two_subscribers_every_window_embedded_or_counted(tmp_path)
         start_streamssl("subscribe", learner.embeddings, "--count", "6", "--timeout", "60", "--out", str(npy),
                         log_path=tmp_path / "sub-npy.log"),
     ]
-    time.sleep(2.0)  # PUB/SUB slow joiner: subscriptions must reach the learner before data flows
+    # PUB/SUB slow joiner: all four subscribers connected (the subscription follows on the same
+    # connection at once) before any data flows, however long their start-up takes.
+    wait_until(lambda: connections_to(learner.embeddings) >= 4, 60, message="4 subscribers connected")
+    time.sleep(0.2)
     captures = [start_capture(tmp_path, learner, "speech", "voice"), start_capture(tmp_path, learner, "synth", "tones")]
     try:
         wait_until(lambda: learner.value("streamssl_learner_updates_total") >= 10, 90, message="10 updates")
@@ -209,7 +213,7 @@ def test_sigterm_checkpoints_and_a_restart_continues_the_model_step(tmp_path):
 def test_demo_runs_prints_summary_and_writes_plot_and_checkpoint(tmp_path):
     out = tmp_path / "demo"
     proc = start_streamssl(
-        "demo", "--seconds", "20", "--out", str(out), "--no-live", "--config", SMALL,
+        "demo", "--seconds", "8", "--out", str(out), "--no-live", "--config", SMALL,
         log_path=tmp_path / "demo.log",
     )
     rc = proc.wait(timeout=240)
@@ -217,6 +221,12 @@ def test_demo_runs_prints_summary_and_writes_plot_and_checkpoint(tmp_path):
     assert rc == 0, log[-3000:]
     assert "streamssl demo summary" in log and "embedding latency p50 / p99" in log
     assert "loss apc" in log and "loss total" in log  # objective rows, named from the scraped labels
+    # The counts agree: the capture's exit counts against what the learner received.
+    summary = log[log.index("streamssl demo summary"):]
+    sent, received = map(int, re.search(r"windows sent / received\W+(\d+) / (\d+)", summary).groups())
+    final = json.loads((out / "capture-summary.json").read_text())
+    assert sent == final["windows_sent"] > 0 and sum(final["windows_dropped"].values()) == 0
+    assert received == sent, f"nothing dropped on loopback, yet sent {sent} / received {received}"
     assert list((out / "checkpoints").glob("*.pt"))
     pngs = list(out.glob("*.png"))
     assert pngs and all(p.stat().st_size > 5000 for p in pngs)

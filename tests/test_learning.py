@@ -81,6 +81,7 @@ def _scores(x: np.ndarray, labels: np.ndarray, across: np.ndarray) -> np.ndarray
     return np.array([linear_probe(x, labels, *transfer_split(across, s), s) for s in SEEDS])
 
 
+@pytest.mark.slow
 def test_trained_embeddings_beat_log_mel_and_random_init_on_unseen_speakers(probe_set, one_torch_thread):
     audio, speaker, word = probe_set
     learner, curves = _train()

@@ -20,6 +20,8 @@ from streamssl.capture.espeak import synthesize
 from streamssl.wire import decode_audio
 from support import free_endpoint, free_port, metric, pull_socket, scrape, start_streamssl, stop, wait_until
 
+pytestmark = pytest.mark.e2e
+
 RATE = 16000
 THRESHOLD = 0.5
 CONTROL_MAX = 0.3

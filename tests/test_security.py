@@ -13,7 +13,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from support import REPO
+
+pytestmark = pytest.mark.e2e
 
 
 def test_curve_on_a_wide_address_admits_only_the_authorised_key_and_metrics_stay_on_loopback():

@@ -24,7 +24,7 @@ from streamssl.observability.metrics import LearnerMetrics
 from streamssl.serving.intake import Intake
 from streamssl.wire import AudioWindow, to_pcm16
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # the default model, 2 250 streams
 CAP = 64
 
 

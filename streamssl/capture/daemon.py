@@ -27,6 +27,7 @@ so offline jobs lose nothing (and wait while no learner is connected).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import queue
@@ -322,8 +323,27 @@ class Capture:
         return 1 if self.failed else 0
 
 
-def run_capture(cfg: Config) -> int:
-    """Run a capture daemon until done, stopping cleanly on SIGINT/SIGTERM."""
+    def summary(self) -> dict:
+        """The exit counts: what a caller compares with the learner's, read after the last send
+        (a /metrics scrape taken before the stop misses the windows the drain sent)."""
+        return {
+            "stream": self.stream, "session": f"{self.session:016x}", "windows_sent": self.sent,
+            "windows_dropped": dict(self.dropped), "audio_seconds": self.frames_produced / self.cfg.capture.sample_rate,
+            "input_overflows": self.overflows, "source_errors": self.source_errors, "failed": self.failed,
+        }
+
+
+def write_summary(summary: dict, path: str | os.PathLike) -> None:
+    """Write ``summary`` as JSON by rename, so a reader never sees half of it."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(summary, f)
+    os.replace(tmp, path)
+
+
+def run_capture(cfg: Config, summary_json: str | os.PathLike | None = None) -> int:
+    """Run a capture daemon until done, stopping cleanly on SIGINT/SIGTERM; with
+    ``summary_json``, write its exit counts (``Capture.summary``) there when it stops."""
     cap = Capture(cfg)
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -333,3 +353,5 @@ def run_capture(cfg: Config) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if summary_json:
+            write_summary(cap.summary(), summary_json)

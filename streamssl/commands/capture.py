@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-realtime", dest="realtime", action="store_false", default=None,
                         help="read file/stdin/ffmpeg/speech/synth/scenes as fast as consumed, with back-pressure instead of drops")
     parser.add_argument("--loop", action="store_true", default=None, help="loop file/ffmpeg sources")
+    parser.add_argument("--summary-json", metavar="FILE",
+                        help="on exit, write the final counts (windows sent, dropped by reason, audio seconds) as JSON")
     add_config_arguments(parser)
 
 
@@ -50,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
     from streamssl.capture.daemon import run_capture
 
     cfg = config.load(args.config or None, flag_overrides(args, _FLAGS))
-    return run_capture(cfg)
+    return run_capture(cfg, args.summary_json)

@@ -68,7 +68,7 @@ class BenchPlan:
         if not quick:
             return cls()
         return cls(quick=True, learner_steps=3, warmup_steps=1, transport_msgs=5_000, gemm_size=512,
-                   latency_s=3.0, latency_warmup_s=2.0, many_streams=16)
+                   latency_s=1.0, latency_warmup_s=0.5, many_streams=16)
 
 
 # --- everything -------------------------------------------------------------------

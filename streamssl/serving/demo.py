@@ -13,6 +13,7 @@ against the kinds the scene played (``events_summary``).
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -64,6 +65,15 @@ class Progress:
         self.learner: procs.Samples = {}
         self.capture: procs.Samples = {}
         self.first_losses: dict[str, float] = {}
+        self.capture_final: dict | None = None  # the capture's exit counts, once it has stopped
+
+    def read_capture_summary(self, path: Path) -> None:
+        """Take the capture's exit counts (``capture --summary-json``): its last scrape came before
+        the windows it sent while stopping, so it would show fewer sent than the learner received."""
+        try:
+            self.capture_final = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.capture_final = None  # a capture that died leaves none: keep the last scrape
 
     def refresh(self) -> None:
         for attr, port in zip(("learner", "capture"), self.ports):
@@ -91,15 +101,34 @@ class Progress:
     def loss(self, name: str) -> float:
         return self.value("streamssl_learner_loss", objective=name)
 
+    def sent_and_dropped(self) -> tuple[int, int]:
+        """Windows the capture sent and dropped: its exit counts once stopped, else its /metrics."""
+        if self.capture_final is not None:
+            return int(self.capture_final["windows_sent"]), int(sum(self.capture_final["windows_dropped"].values()))
+        return (int(self.value("streamssl_capture_windows_sent_total")),
+                int(self.value("streamssl_capture_windows_dropped_total")))
+
+    def sent_received(self) -> str:
+        """``sent / received``, saying why when they differ: windows still on the way (live), or
+        sent before the learner's last reading but not received by it (at the end)."""
+        sent, _ = self.sent_and_dropped()
+        received = int(self.value("streamssl_learner_windows_received_total"))
+        if received == sent:
+            return f"{sent} / {received}"
+        if received < sent:
+            return f"{sent} / {received} ({sent - received} in flight)"
+        # Only a capture reading older than the learner's can show this; say so rather than mislead.
+        return f"{sent} / {received} (capture count is older than the learner's)"
+
     def rows(self, elapsed: float, embeddings: int) -> list[tuple[str, str]]:
         v = self.value
+        _, dropped = self.sent_and_dropped()
         rows = [
             ("elapsed", f"{elapsed:.1f} s"),
             ("audio learned", f"{v('streamssl_learner_audio_seconds_total'):.1f} s"),
-            ("windows sent / received", f"{v('streamssl_capture_windows_sent_total'):.0f} / "
-                                        f"{v('streamssl_learner_windows_received_total'):.0f}"),
+            ("windows sent / received", self.sent_received()),
             ("windows dropped / shed / missing",
-             f"{v('streamssl_capture_windows_dropped_total'):.0f} / {v('streamssl_learner_windows_shed_total'):.0f}"
+             f"{dropped} / {v('streamssl_learner_windows_shed_total'):.0f}"
              f" / {v('streamssl_learner_missing_windows_total'):.0f}"),
             ("model step", f"{v('streamssl_learner_model_step'):.0f}"),
             ("real-time factor", f"{v('streamssl_learner_realtime_factor'):.1f}x"),
@@ -130,6 +159,23 @@ def wait_until_serving(proc, port: int, timeout: float = 120.0) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"learner not serving after {timeout:.0f} s:\n{procs.log_tail(proc)}")
+
+
+def _wait_for_last_windows(progress: Progress, patience_s: float = 10.0) -> None:
+    """Let the windows the capture sent while stopping reach the learner before it stops: poll
+    until its received count reaches the capture's sent count, or nothing arrives for a while."""
+    last, quiet_since = -1.0, time.monotonic()
+    while True:
+        progress.refresh()
+        sent, _ = progress.sent_and_dropped()
+        received = progress.value("streamssl_learner_windows_received_total")
+        if received >= sent:
+            return
+        if received != last:
+            last, quiet_since = received, time.monotonic()
+        elif time.monotonic() - quiet_since > patience_s:
+            return  # the rest is lost on the way (a dead learner): the summary says how many
+        time.sleep(0.1)
 
 
 def _interrupt(*_: object) -> None:
@@ -166,9 +212,11 @@ def run_demo(
         out / "learner.log",
     )
     wait_until_serving(learner, learner_port)  # else windows captured during its start-up arrive seconds old
+    capture_summary = out / "capture-summary.json"
+    capture_summary.unlink(missing_ok=True)  # a resumed --out must not show the previous run's counts
     capture = procs.spawn(
         ["capture", *common, "--source", source, "--stream-id", cfg.capture.stream_id, "--connect", audio_ep,
-         "--metrics-port", str(capture_port)],
+         "--metrics-port", str(capture_port), "--summary-json", str(capture_summary)],
         out / "capture.log",
     )
     events = None
@@ -200,8 +248,8 @@ def run_demo(
     finally:
         signal.signal(signal.SIGTERM, previous)
         procs.terminate(capture)
-        time.sleep(0.5)  # let the last windows reach the learner before it stops
-        progress.refresh()
+        progress.read_capture_summary(capture_summary)
+        _wait_for_last_windows(progress)
         learner_rc = procs.terminate(learner, timeout=60)
         counter.stop()
         if events is not None:
@@ -215,8 +263,6 @@ def run_demo(
 
 def events_summary(path: Path, cfg: Config, source: str) -> Table:
     """The clusters ``streamssl events`` found, against the kinds the scene played (by seq)."""
-    import json
-
     from sklearn.metrics import adjusted_rand_score
 
     from streamssl.capture.sources.scenes import labels_for_windows
