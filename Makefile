@@ -29,6 +29,9 @@ system:
 	else \
 	  echo "missing Debian packages:$$missing (run: sudo make system)" >&2; exit 1; \
 	fi
+	@# Voices of real people (MBROLA, flite, RHVoice, SVOX pico; contrib/non-free from the
+	@# configured mirror): the speech stream's speakers and the eval's held-out ones.
+	@sh streamssl/capture/install_voices.sh
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
