@@ -178,3 +178,85 @@ def test_momentum_update_formula():
     for k0, q, k1 in zip(before, query, after):
         torch.testing.assert_close(k1, 0.9 * k0 + 0.1 * q)
     assert not any(p.requires_grad for p in after), "the key encoder never receives gradients"
+
+
+def test_multi_positive_loss_matches_loop_with_several_positives_per_row():
+    from streamssl.learning.objectives.moco import multi_positive_loss
+
+    rng = np.random.default_rng(3)
+    b, p, k, tau = 4, 4, 7, 0.2
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    q, key, queue = unit(rng.standard_normal((b, p))), unit(rng.standard_normal((b, p))), unit(rng.standard_normal((k, p)))
+    pos = rng.random((b, k)) < 0.3
+    neg_mask = (rng.random((b, k)) < 0.3) | pos  # a positive is never also a negative
+    valid = np.array([True, False, True, False])
+    pos[3] = False  # row 3: no adjacent pair, no queue positive -> left out
+    ref = []
+    for i in range(b):
+        ps = ([q[i] @ key[i] / tau] if valid[i] else []) + [q[i] @ queue[j] / tau for j in range(k) if pos[i, j]]
+        if not ps:
+            continue
+        negs = [q[i] @ queue[j] / tau for j in range(k) if not neg_mask[i, j]]
+        ref.append(_logsumexp(ps + negs) - _logsumexp(ps))
+    t = lambda x: torch.tensor(x).float()  # noqa: E731
+    got = multi_positive_loss(t(q), t(key), t(queue), torch.tensor(pos), torch.tensor(neg_mask), tau, torch.tensor(valid))
+    assert math.isclose(float(got), float(np.mean(ref)), rel_tol=1e-5)
+
+
+def _continuity_moco(queue: int = 64, horizon_s: float = 4.0) -> MoCo:
+    cfg = config.load("tests/configs/small.toml")
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg)
+    return MoCo(backbone, ProjectionHead(backbone.dim, 4), 4, queue, 0.9, 0.2, 5.0, horizon_s)
+
+
+def test_continuity_positives_are_recent_keys_of_the_same_stream_and_segment():
+    """Stream a: one voice (keys near one direction) for 8 windows, then another voice (near an
+    orthogonal one); stream b interleaved. A query of a's second voice finds as positives only
+    a's keys of that voice within the horizon, never b's, never the first voice's."""
+    moco = _continuity_moco()
+    a, b = stream_hash("a"), stream_hash("b")
+    s = 10**9
+    gen = torch.Generator().manual_seed(0)
+    voice1, voice2, other = torch.eye(4)[0], torch.eye(4)[1], torch.eye(4)[2]
+    near = lambda v: F.normalize(v + 0.05 * torch.randn(4, generator=gen), dim=0)  # noqa: E731
+    # a long warm-up of usual similarities for the change statistics (stream b, steady)
+    for t in range(80):
+        moco.dequeue_and_enqueue(near(other)[None], torch.tensor([b]), torch.tensor([t * s // 2]))
+    t0 = 100 * s
+    for i in range(8):
+        moco.dequeue_and_enqueue(near(voice1)[None], torch.tensor([a]), torch.tensor([t0 + i * s // 2]))
+    for i in range(8, 14):
+        moco.dequeue_and_enqueue(near(voice2)[None], torch.tensor([a]), torch.tensor([t0 + i * s // 2]))
+    seg = moco.queue_segment
+    first = [(moco.queue_stream == a) & (moco.queue_time == t0 + i * s // 2) for i in range(14)]
+    ids = [int(seg[m].item()) for m in first]
+    assert len(set(ids[:8])) == 1 and len(set(ids[8:])) == 1 and ids[0] != ids[8], ids
+    query_t = torch.tensor([t0 + 14 * s // 2])
+    mask = moco.positive_mask(near(voice2)[None], torch.tensor([a]), query_t)[0]
+    got = sorted(int(x) for x in moco.queue_time[mask])
+    horizon_start = int(query_t) - 4 * s
+    want = sorted(t0 + i * s // 2 for i in range(8, 14) if t0 + i * s // 2 >= horizon_start)
+    assert got == want, (got, want)
+    # A query whose adjacent key sounds like someone else opens a segment: no queue positives.
+    assert not moco.positive_mask(near(other)[None], torch.tensor([a]), query_t).any()
+
+
+def test_continuity_loss_without_queue_positives_equals_plain_moco():
+    moco = _continuity_moco(horizon_s=4.0)
+    plain = _continuity_moco(horizon_s=0.0)
+    keys = F.normalize(torch.randn(20, 4), dim=1)
+    streams, times = torch.arange(20) % 3 + 7, torch.arange(20) * 10**9
+    for m in (moco, plain):
+        m.dequeue_and_enqueue(keys, streams, times)
+    q, k = F.normalize(torch.randn(2, 4), dim=1), F.normalize(torch.randn(2, 4), dim=1)
+    stranger, t = torch.tensor([99, 98]), torch.tensor([30 * 10**9, 31 * 10**9])  # streams the queue never saw
+    torch.testing.assert_close(moco.loss(q, k, stranger, t), plain.loss(q, k, stranger, t))
+
+
+def test_a_checkpoint_from_before_continuity_positives_still_loads():
+    moco = _continuity_moco()
+    old = {k: v for k, v in moco.state_dict().items() if k not in ("queue_segment", "sim_stats")}
+    fresh = _continuity_moco()
+    fresh.load_state_dict(old)
+    assert (fresh.queue_segment < 0).all(), "old slots never continue a segment"

@@ -75,6 +75,9 @@ def validate(cfg: Config) -> Config:
             f"model.transformer_heads = {cfg.model.transformer_heads}: must divide model.context_dim = {cfg.model.context_dim}"
         )
     o = cfg.objectives
+    if o.moco_horizon_s > o.moco_exclude_recent_s:
+        raise ConfigError(f"objectives.moco_horizon_s = {o.moco_horizon_s}: must be <= objectives.moco_exclude_recent_s "
+                          f"= {o.moco_exclude_recent_s} (a positive must not also be a negative)")
     if not (o.apc_weight or o.cpc_weight or o.moco_weight):
         raise ConfigError("objectives.apc_weight, cpc_weight and moco_weight are all 0: the learner would learn nothing")
     return cfg

@@ -95,6 +95,8 @@ class ObjectiveConfig:
     moco_queue: int = _f(4096, check=positive)
     moco_temperature: float = _f(0.2, check=positive)
     moco_exclude_recent_s: float = _f(5.0, check=non_negative, doc="same-stream keys this recent are not negatives")
+    moco_horizon_s: float = _f(0.0, check=non_negative,
+                               doc="same-stream keys of the query's segment this recent are positives too (speaker continuity; 0 = off); at most moco_exclude_recent_s")
     moco_crop_fraction: float = _f(0.8, check=in_range(0.1, 1.0), doc="length of each view, as a fraction of learner.window_s")
     augment: str = _f("channel", check=one_of("channel", "mild"),
                       doc="channel: own gain, band limit, tilt, coloured noise and log-mixup per view; mild: gain + white noise")

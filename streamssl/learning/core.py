@@ -72,7 +72,7 @@ class LearnerCore:
             self.projection = ProjectionHead(m.context_dim, m.projection_dim) if o.moco_weight > 0 else None
             self.moco = (
                 MoCo(self.backbone, self.projection, m.projection_dim, o.moco_queue, o.moco_momentum,
-                     o.moco_temperature, o.moco_exclude_recent_s)
+                     o.moco_temperature, o.moco_exclude_recent_s, o.moco_horizon_s)
                 if self.projection is not None else None
             )
         for mod in self.modules().values():
