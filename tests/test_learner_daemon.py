@@ -259,3 +259,26 @@ def test_overload_serves_every_window_it_can_and_learns_from_a_sample(tmp_path):
     finally:
         stop(proc)
         assert stop(learner.proc) == 0
+
+
+def test_learn_every_window_makes_a_flooding_capture_wait_and_learns_all_of_it(tmp_path):
+    """Catching up on recorded audio (``learner.learn_every_window``): the same flood as above,
+    but the learner receives only what its training thread has room for, so the lossless
+    capture waits: nothing shed, nothing left untrained, every window in a step."""
+    learner = Learner(tmp_path, "--set", "learner.batch_max=4", "--set", "learner.max_backlog=64",
+                      "--set", "learner.learn_every_window=true")
+    proc, _ = start_capture(tmp_path, learner, "synth", "catchup", "--set", "capture.realtime=false",
+                            "--set", "capture.max_seconds=30")
+    try:
+        assert proc.wait(timeout=180) == 0
+        wait_until(lambda: learner.value("streamssl_learner_windows_received_total", stream="catchup") >= 120, 60,
+                   message="all 120 windows received")
+        # At most 4 windows a step and none left out: 120 windows take at least 30 steps.
+        wait_until(lambda: learner.value("streamssl_learner_updates_total") >= 120 / 4, 60, message="all learned")
+        s = scrape(learner.port)
+        assert metric(s, "streamssl_learner_windows_shed_total", stream="catchup") == 0
+        assert metric(s, "streamssl_learner_windows_untrained_total", stream="catchup") == 0
+        assert metric(s, "streamssl_learner_embeddings_published_total", stream="catchup") == 120
+    finally:
+        stop(proc)
+        assert stop(learner.proc) == 0

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/demo-TIMESTAMP, a new one per run)")
     p.add_argument("--source", default="speech", help="capture source spec (default: generated speech)")
     p.add_argument("--no-live", action="store_true", help="plain log lines instead of a live display")
+    p.add_argument("--audio-seconds", type=float, metavar="N",
+                   help="learn N seconds of the source as fast as the learner takes them (capture --no-realtime, "
+                        "learner.learn_every_window), then stop; --seconds is then only a wall-clock cap")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,4 +24,4 @@ def run(args: argparse.Namespace) -> int:
     from streamssl.serving.demo import run_demo
 
     return run_demo(cfg, config_path=args.config, overrides=args.overrides, seconds=args.seconds, out=args.out,
-                    source=args.source, live=not args.no_live)
+                    source=args.source, live=not args.no_live, audio_seconds=args.audio_seconds)

@@ -129,6 +129,7 @@ class LearnerConfig:
     max_streams: int = _f(256, check=positive,
                           doc="streams whose state is held (~60 KB each at the default model, +115 KB of training history once learned from); a new one beyond it evicts the least recently active")
     stream_idle_s: float = _f(600.0, check=non_negative, doc="a stream silent this long is evicted (0 = never)")
+    learn_every_window: bool = _f(False, doc="catching up on recorded audio: receive only while the training thread has room (batch_max windows), so a capture with --no-realtime waits and every window is learned, none shed or left untrained; live streams keep false")
     serve_while_learning: bool = _f(True, doc="embed on the receiving thread from a copy of the weights while a training thread steps; false = embed, then step, on one thread")
     replay_size: int = _f(512, check=non_negative)
     replay_policy: str = _f("fifo", check=one_of("fifo", "reservoir", "diverse"),

@@ -167,13 +167,16 @@ class LearnerDaemon:
             self.trainer.start()
         try:
             while not self._stop.is_set():
+                room = self._room()
                 wait_ms = 0 if self.intake.backlog else 20 if self.trainer is not None else 100
-                ready = dict(poller.poll(wait_ms))
+                ready = dict(poller.poll(wait_ms)) if room else {}
+                if not room:
+                    time.sleep(0.002)  # the trainer is full: leave the audio in the socket (back-pressure)
                 if audio in ready:
-                    self._drain(audio)
+                    self._drain(audio, room)
                 if monitor in ready:
                     self._count_disconnects(monitor)
-                batch = self.intake.take(cfg.learner.max_backlog)  # serve everything queued; learn from a sample
+                batch = self.intake.take(min(room, cfg.learner.max_backlog))  # serve everything queued; learn from a sample
                 if batch:
                     self._process(batch, pub)
                 if self.trainer is not None:
@@ -200,9 +203,18 @@ class LearnerDaemon:
                 server[0].shutdown()
         return 0
 
-    def _drain(self, sock: zmq.Socket) -> None:
+    def _room(self) -> int:
+        """Windows the loop may take now: all it can (live), or with ``learner.learn_every_window``
+        what the training thread has room for, so a lossless capture waits rather than anything
+        being shed or left untrained."""
+        lc = self.cfg.learner
+        if not lc.learn_every_window or self.trainer is None:
+            return 4 * lc.max_backlog
+        return max(0, lc.batch_max - self.trainer.pending - len(self.intake.backlog))
+
+    def _drain(self, sock: zmq.Socket, most: int) -> None:
         # Bounded so a flood cannot starve learning; the intake sheds beyond max_backlog.
-        for _ in range(4 * self.cfg.learner.max_backlog):
+        for _ in range(most):
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -193,11 +193,18 @@ def _table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 def run_demo(
     cfg: Config, *, config_path: str | None = None, overrides: list[str] = (), seconds: float = 60.0,
-    out: str | Path | None = None, source: str = "speech", live: bool = True,
+    out: str | Path | None = None, source: str = "speech", live: bool = True, audio_seconds: float | None = None,
 ) -> int:
     """Run learner + capture (+ a subscriber here) for ``seconds``; 0 if a checkpoint, a plot and
     embeddings came out. ``cfg`` is the already validated config behind ``config_path`` + ``overrides``,
-    which the daemons are given again."""
+    which the daemons are given again.
+
+    With ``audio_seconds`` the capture reads that much of the source as fast as the learner learns
+    it (no real-time pacing, back-pressure instead of drops, every window learned) and the run ends
+    when it is all learned, or after ``seconds`` of wall time, whichever comes first: how
+    ``make eval`` streams an hour of audio through the real daemons in minutes."""
+    if audio_seconds is not None:
+        overrides = [*overrides, "learner.learn_every_window=true"]
     out = Path(out) if out else default_out_dir()
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -216,7 +223,8 @@ def run_demo(
     capture_summary.unlink(missing_ok=True)  # a resumed --out must not show the previous run's counts
     capture = procs.spawn(
         ["capture", *common, "--source", source, "--stream-id", cfg.capture.stream_id, "--connect", audio_ep,
-         "--metrics-port", str(capture_port), "--summary-json", str(capture_summary)],
+         "--metrics-port", str(capture_port), "--summary-json", str(capture_summary),
+         *(["--no-realtime", "--max-seconds", str(audio_seconds)] if audio_seconds is not None else [])],
         out / "capture.log",
     )
     events = None
@@ -232,6 +240,8 @@ def run_demo(
     try:
         with Live(console=console, refresh_per_second=2, transient=True, auto_refresh=False) as live:
             while (elapsed := time.monotonic() - started) < seconds:
+                if audio_seconds is not None and capture.poll() == 0:
+                    break  # all of it read and sent; the learner takes the last windows below
                 for name, proc in (("learner", learner), ("capture", capture)):
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with {proc.returncode}:\n{procs.log_tail(proc)}")

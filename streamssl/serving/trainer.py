@@ -78,6 +78,12 @@ class Trainer(threading.Thread):
                 self.dropped.put(self._pending.popleft().window.stream_id)
             self._wake.notify()
 
+    @property
+    def pending(self) -> int:
+        """Windows submitted and not yet taken into a step."""
+        with self._wake:
+            return len(self._pending)
+
     def between_steps(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` on this thread before the next step (at once if idle); its result or exception
         goes to the returned Future, which is cancelled if the thread stops first."""
