@@ -244,7 +244,17 @@ def test_overload_serves_every_window_it_can_and_learns_from_a_sample(tmp_path):
         wait_until(lambda: learner.value("streamssl_learner_windows_received_total", stream="flood") >= 120, 60,
                    message="all 120 windows received")
         wait_until(lambda: learner.value("streamssl_learner_backlog_windows") == 0, 120, message="backlog drained")
-        time.sleep(1.0)
+
+        def learned_at_most_batch_max_per_step():
+            # Windows still waiting in the training thread are neither learned nor untrained yet,
+            # so this becomes true once the thread has caught up (however slow the machine), and
+            # never if a step learned from more than batch_max windows.
+            s = scrape(learner.port)
+            embedded = metric(s, "streamssl_learner_embeddings_published_total", stream="flood")
+            untrained = metric(s, "streamssl_learner_windows_untrained_total", stream="flood")
+            return embedded - untrained <= 4 * metric(s, "streamssl_learner_updates_total")
+
+        wait_until(learned_at_most_batch_max_per_step, 120, message="each step learned from at most batch_max windows")
         s = scrape(learner.port)
         received = metric(s, "streamssl_learner_windows_received_total", stream="flood")
         embedded = metric(s, "streamssl_learner_embeddings_published_total", stream="flood")
