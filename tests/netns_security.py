@@ -88,7 +88,7 @@ def main() -> int:
 
     # Without CURVE the learner must refuse the wide address and say why.
     plain = subprocess.run([sys.executable, "-m", "streamssl", "learn", "--config", small, *wide, "--device", "cpu",
-                            "--metrics-port", "0"], capture_output=True, text=True, timeout=120, cwd=REPO)
+                            "--metrics-port", "0"], capture_output=True, text=True, timeout=600, cwd=REPO)
     facts["plain_learner_rc"] = plain.returncode
     facts["plain_learner_says_curve"] = "without CURVE" in plain.stderr + plain.stdout
 

@@ -1,8 +1,11 @@
 """`streamssl data speech` + `streamssl eval`: a generated set probed end to end.
 
-The checkpoint comes from a real (tiny) learner that took a few real updates on
-speech; eval runs as a separate process exactly as a user runs it, and must report
-all three rows (SSL, pooled log-mel, random init) for both label kinds.
+The default set's speakers are the held-out real people of ``capture/voices.py`` (none of
+the training side), each keeping a base pitch and rate; ``--voices espeak`` still builds the
+original espeak-variant set. The checkpoint comes from a real (tiny) learner that took a
+few real updates on speech; eval runs as a separate process exactly as a user runs it, and
+must report every row (SSL per file and window mean, random init, pooled log-mel, pooled
+MFCC) for both label kinds.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import pytest
 from support import REPO
 
 from streamssl import config
-from streamssl.evaluation.dataset import load_labelled
-from streamssl.evaluation.probe import stratified_split, transfer_split
+from streamssl.capture import voices
+from streamssl.evaluation import dataset
+from streamssl.evaluation.dataset import LABELS_FILE, load_labelled
+from streamssl.evaluation.probe import N_MFCC, ROW_TITLES, dct_matrix, pooled_mfcc, stratified_split, transfer_split
 
 SMALL = REPO / "tests" / "configs" / "small.toml"
 
 
-def streamssl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def streamssl(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "streamssl", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -47,6 +52,110 @@ def test_generated_speech_has_speaker_and_word_levels(tmp_path):
     assert len(set(data.labels("speaker"))) == 2 and len(set(data.labels("word"))) == 2
     audio = data.load_audio(16000)
     assert all(x.dtype == np.float32 and 0.2 * 16000 < len(x) < 3 * 16000 for x in audio)
+
+
+def test_default_set_speakers_are_heldout_persons_each_keeping_their_voice(tmp_path):
+    proc = streamssl("data", "speech", "--out", str(tmp_path), "--speakers", "3", "--words", "4", "--repeats", "2")
+    data = load_labelled(tmp_path)
+    meta = json.loads((tmp_path / LABELS_FILE).read_text())
+    assert meta["voices"] == meta["side"] == "heldout" and data.kinds == ("speaker", "word")
+    assert len(data.utterances) == 3 * 4 * 2 and "3 speakers x 4 words x 2 repeats" in proc.stdout
+    heldout = {v.person: v for v in voices.INVENTORY + voices.SYNTHETIC if v.side == "heldout"}
+    train = {v.person for v in voices.INVENTORY + voices.SYNTHETIC if v.side == "train"}
+    speakers = {s["dir"]: s for s in meta["speakers"]}
+    # directories are the person ids (filesystem-safe), every one held out, none from the training side
+    assert set(data.labels("speaker")) == set(speakers) and len(speakers) == 3
+    for name, s in speakers.items():
+        assert name == dataset.speaker_dir(s["person"]) and s["person"] in heldout and s["person"] not in train
+        assert s["side"] == "heldout" and s["engine"] == heldout[s["person"]].engine
+        assert s["voice_id"] == heldout[s["person"]].voice_id
+    # the first N of a fixed, gender-balanced order
+    assert [s["person"] for s in meta["speakers"]] == [v.person for v in dataset.heldout_speakers(3)]
+    assert {s["gender"] for s in meta["speakers"]} == {"female", "male"}
+    assert meta["engines"] == sorted({s["engine"] for s in meta["speakers"]})
+    # a person keeps their voice: base pitch and rate in range, only a small jitter per utterance
+    on_disk = {str(u.path.relative_to(tmp_path)) for u in data.utterances}
+    assert {u["file"] for u in meta["utterances"]} == on_disk
+    for u in meta["utterances"]:
+        s = speakers[u["speaker"]]
+        assert dataset.BASE_PITCH[0] <= s["base_pitch"] <= dataset.BASE_PITCH[1]
+        assert dataset.BASE_WPM[0] <= s["base_wpm"] <= dataset.BASE_WPM[1]
+        assert abs(u["pitch"] - s["base_pitch"]) <= dataset.PITCH_JITTER <= 3
+        assert abs(u["wpm"] / s["base_wpm"] - 1) <= dataset.RATE_JITTER + 0.5 / s["base_wpm"] <= 0.06
+    for name in speakers:  # jitter, not a fixed setting: the utterances do vary
+        assert len({(u["pitch"], u["wpm"]) for u in meta["utterances"] if u["speaker"] == name}) > 1
+
+
+def test_heldout_order_is_gender_balanced_and_person_bases_do_not_depend_on_the_count(tmp_path):
+    order = dataset.heldout_speakers()
+    assert len(order) == len({v.person for v in order}) >= 24
+    pairs = min(sum(v.gender == "female" for v in order), sum(v.gender != "female" for v in order))
+    assert pairs >= 1
+    for n in range(2, 2 * pairs + 1, 2):
+        genders = [v.gender for v in order[:n]]
+        assert genders.count("female") == genders.count("male"), n
+    small = dataset.generate_speech(tmp_path / "a", speakers=2, words=1, repeats=1, workers=2)
+    large = dataset.generate_speech(tmp_path / "b", speakers=3, words=1, repeats=1, workers=2)
+    bases = [{s["person"]: (s["base_pitch"], s["base_wpm"]) for s in json.loads((d.root / LABELS_FILE).read_text())
+              ["speakers"]} for d in (small, large)]
+    assert all(bases[1][p] == b for p, b in bases[0].items())
+    with pytest.raises(ValueError, match="--speakers"):
+        dataset.generate_speech(tmp_path / "c", speakers=len(order) + 1, words=1, repeats=1)
+
+
+def test_the_same_seed_rebuilds_the_same_set_and_another_seed_does_not(tmp_path):
+    """A labelled set is rebuilt from its arguments, not stored: the same seed must give the same bytes."""
+    sets = [dataset.generate_speech(tmp_path / name, speakers=2, words=2, repeats=2, seed=seed, workers=2)
+            for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    files = [{u.path.relative_to(d.root): u.path.read_bytes() for u in d.utterances} for d in sets]
+    assert files[0] == files[1] and files[0].keys() == files[2].keys() and files[0] != files[2]
+    assert (tmp_path / "a" / LABELS_FILE).read_text() == (tmp_path / "b" / LABELS_FILE).read_text()
+
+
+def test_without_the_real_voices_the_set_says_its_speakers_are_synthetic_fill_ins(tmp_path, monkeypatch):
+    monkeypatch.setattr(voices, "available", lambda v: v.engine == "espeak")  # as if no non-free voice were installed
+    with pytest.warns(UserWarning, match="not installed"):
+        data = dataset.generate_speech(tmp_path, speakers=2, words=1, repeats=1, workers=2)
+    meta = json.loads((tmp_path / LABELS_FILE).read_text())
+    assert meta["side"] == "heldout" and meta["engines"] == ["espeak"]
+    assert all(not s["real_person"] and s["side"] == "heldout" for s in meta["speakers"])
+    names = sorted(set(data.labels("speaker")))
+    assert all("+" not in n and n.startswith("espeak-") for n in names) and len(names) == 2
+
+
+def test_espeak_option_builds_the_old_espeak_variant_set(tmp_path):
+    streamssl("data", "speech", "--voices", "espeak", "--out", str(tmp_path), "--speakers", "3", "--words", "2",
+              "--repeats", "2")
+    data = load_labelled(tmp_path)
+    meta = json.loads((tmp_path / LABELS_FILE).read_text())
+    assert meta["voices"] == "espeak" and meta["side"] is None
+    assert sorted(set(data.labels("speaker"))) == sorted(dataset.speaker_voices(3))
+    assert len(data.utterances) == 3 * 2 * 2
+    # the old generator: rate and pitch drawn over the wide range, per utterance
+    draws = [(u["wpm"], u["pitch"]) for u in meta["utterances"]]
+    assert all(120 <= w <= 220 and 25 <= p <= 75 for w, p in draws)
+    # defaults per voice set: the old set was 8 voices x 10 repeats
+    assert dataset.DEFAULT_SPEAKERS["espeak"] == 8 and dataset.DEFAULT_REPEATS["espeak"] == 10
+
+
+def test_pooled_mfcc_has_mean_and_std_of_coefficients_deltas_and_delta_deltas():
+    import scipy.fft
+
+    cfg = config.load(REPO / "configs" / "default.toml")
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    audio = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (16000, 4000)]
+    audio.append((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    x = pooled_mfcc(cfg, audio)
+    assert x.shape == (3, 6 * N_MFCC) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert not np.allclose(x[0], x[2])  # noise and a tone differ
+    # a steady tone: flat cepstra over time, so (away from the first frames) its deltas are ~0
+    assert np.abs(x[2, N_MFCC:3 * N_MFCC]).max() < 0.05 * np.abs(x[2, :N_MFCC]).max()
+    m = rng.standard_normal((4, cfg.features.n_mels))
+    np.testing.assert_allclose(m @ dct_matrix(cfg.features.n_mels, N_MFCC),
+                               scipy.fft.dct(m, norm="ortho")[:, :N_MFCC], atol=1e-9)
+    small = config.load(SMALL)  # n_mels 32: still 20 coefficients
+    assert pooled_mfcc(small, audio[:1]).shape == (1, 6 * min(N_MFCC, small.features.n_mels))
 
 
 def _tiny_checkpoint(directory) -> None:
@@ -80,7 +189,7 @@ def test_eval_reports_every_row_for_both_label_kinds_over_seeds(tmp_path):
     proc = streamssl("eval", "--checkpoint", str(ckpt), "--data", str(data), "--seeds", "3", "--json", str(out))
     report = json.loads(out.read_text())
     assert report["kinds"] == ["speaker", "word"] and report["seeds"] == [0, 1, 2]
-    rows = {"ssl", "live", "random", "logmel"}
+    rows = {"ssl", "live", "random", "logmel", "mfcc"}
     for kind in ("speaker", "word"):
         assert set(report["accuracy"][kind]) == rows and set(report["accuracy_std"][kind]) == rows
     assert set(report["effective_rank"]) == rows and all(r > 1.0 for r in report["effective_rank"].values())
@@ -90,8 +199,13 @@ def test_eval_reports_every_row_for_both_label_kinds_over_seeds(tmp_path):
         assert r["split"] == f"transfer across {other}"
     speaker = next(r for r in report["results"] if r["kind"] == "speaker" and r["row"] == "ssl")
     assert speaker["n_classes"] == 3 and speaker["n_train"] == speaker["n_test"] == 12  # 2 of 4 words each side
-    for title in ("SSL", "live windows", "log-mel", "random", "eff. rank"):
+    assert report["results"][-1]["row"] == "mfcc" and next(
+        r for r in report["results"] if r["row"] == "mfcc")["dim"] == 6 * N_MFCC
+    for title in ("SSL per file (readout)", "SSL window mean (live)", "log-mel", "MFCC+Δ+ΔΔ", "random", "eff. rank"):
         assert title in proc.stdout
+    assert ROW_TITLES["mfcc"] in proc.stdout
+    assert report["dataset"]["voices"] == "heldout" and len(report["dataset"]["persons"]) == 3
+    assert "3 held-out speakers" in proc.stdout
 
 
 @pytest.mark.slow

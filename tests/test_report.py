@@ -53,7 +53,7 @@ def test_report_command_writes_nontrivial_pngs(tmp_path):
     h.close()
     out = tmp_path / "plots"
     proc = subprocess.run([sys.executable, "-m", "streamssl", "report", "--checkpoint-dir", str(tmp_path),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == ["drift.png", "losses.png", "throughput.png"]
@@ -69,7 +69,7 @@ def test_report_command_writes_nontrivial_pngs(tmp_path):
 
 def test_report_without_history_is_a_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "streamssl", "report", "--checkpoint-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert "metrics.jsonl" in proc.stderr
 

@@ -24,8 +24,9 @@ Facts behind the table (checked on Debian bookworm, see the report of the voice 
   to its minimum with espeak-ng voices marked ``real_person=False`` (synthetic, disjoint
   variants per side).
 
-Synthesis is deterministic: the engines have no random state run to run (checked by
-hashing two runs) and sox runs without dither (``-D``), as in ``espeak.py``.
+Synthesis is deterministic: sox runs without dither (``-D``), as in ``espeak.py``, and MBROLA
+voices are driven as ``espeak-ng --pho | mbrola`` because espeak-ng's own mbrola wrapper
+is not repeatable (``_mbrola``); the other engines gave the same bytes run after run.
 """
 
 from __future__ import annotations
@@ -271,6 +272,27 @@ def _sox(wav: Path, sample_rate: int, effects: list[str]) -> np.ndarray:
     return pcm16_to_float(np.frombuffer(raw, dtype="<i2"))
 
 
+def _pipe(cmd: list[str], stdin: bytes | None = None) -> bytes:
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        raise SpeechUnavailable(f"{cmd[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def _mbrola(voice: Voice, text: str, sample_rate: int, wpm: int, pitch: int) -> np.ndarray:
+    """An MBROLA voice as ``espeak-ng --pho | mbrola -e``, not through espeak-ng's mbrola wrapper:
+    the wrapper's output is not repeatable (for English read with missing diphones, mb-mx1 and
+    others, about 1 run in 10 came out another length), the pipe gave the same bytes 12 times
+    in 12 and the wrapper's usual waveform up to a gain. A stream or a labelled set rebuilt from
+    its seed needs the same samples."""
+    db = voice.voice_id.split("-")[1]
+    pho = _pipe(["espeak-ng", "-q", "--pho", "-v", voice.voice_id, "-s", str(wpm), "-p", str(pitch), text])
+    raw = _pipe(["mbrola", "-e", str(MBROLA_DIR / db / db), "-", "-.raw"], pho)
+    out = _pipe(["sox", "-q", "-D", "-t", "raw", "-r", str(voice.native_rate), "-e", "signed", "-b", "16", "-c", "1",
+                 "-", "-t", "raw", "-r", str(sample_rate), "-e", "signed", "-b", "16", "-c", "1", "-"], raw)
+    return pcm16_to_float(np.frombuffer(out, dtype="<i2"))
+
+
 def _engine_command(voice: Voice, text: str, out: Path, wpm: int, pitch: int) -> tuple[list[str], bytes | None]:
     """The command writing ``out`` and its stdin; rate and pitch the engine can set itself."""
     if voice.engine == "flite":
@@ -297,9 +319,11 @@ def synthesize_voice(
     if not available(voice):
         raise SpeechUnavailable(f"voice {voice.engine}:{voice.voice_id} is not installed "
                                 f"(Debian package {voice.package}); {INSTALL_HINT}")
-    if voice.engine in ("espeak", "espeak-mbrola"):
+    if voice.engine == "espeak":
         return espeak_synthesize(text, voice=voice.voice_id, sample_rate=sample_rate,
                                  words_per_minute=words_per_minute, pitch=pitch)
+    if voice.engine == "espeak-mbrola":
+        return _mbrola(voice, text, sample_rate, words_per_minute, pitch)
     effects: list[str] = []
     if voice.engine == "pico" and words_per_minute != NEUTRAL_WPM:
         effects += ["tempo", "-s", f"{words_per_minute / NEUTRAL_WPM:.4f}"]

@@ -30,7 +30,7 @@ _FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", help="mic[:DEVICE] | file:PATH | ffmpeg:URL_OR_PATH | stdin | speech | synth | scenes[:NOVEL_AFTER_S]")
+    parser.add_argument("--source", help="mic[:DEVICE] | file:PATH | ffmpeg:URL_OR_PATH | stdin | speech[:turns|sentences] (turns: a conversation of real voices, the default; sentences: a new espeak-ng voice per sentence) | synth | scenes[:NOVEL_AFTER_S]")
     parser.add_argument("--connect", help="learner audio endpoint, e.g. tcp://127.0.0.1:5555; a learner group's ranks comma-separated (the stream goes to one, by a hash of its id)")
     parser.add_argument("--window-ms", help="window length in milliseconds")
     parser.add_argument("--stream-id", help="stream name (1..32 bytes)")

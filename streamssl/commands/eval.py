@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from streamssl import config
     from streamssl.evaluation.dataset import load_labelled
     from streamssl.evaluation.probe import (
-        evaluate, learner_embedder, live_embedder, pooled_logmel, print_report, random_init_like,
+        evaluate, learner_embedder, live_embedder, pooled_logmel, pooled_mfcc, print_report, random_init_like,
     )
     from streamssl.learning import checkpoint
     from streamssl.learning.device import resolve_device
@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for run in range(args.random_inits)
     ]
     rows["logmel"] = lambda audio: pooled_logmel(cfg, audio)
+    rows["mfcc"] = lambda audio: pooled_mfcc(cfg, audio)
     report = evaluate(
         data, rows, sample_rate=cfg.features.sample_rate, seeds=range(args.seeds),
         checkpoint=str(args.checkpoint), model_step=trained.step,

@@ -34,7 +34,7 @@ class TransportConfig:
 class CaptureConfig:
     """The capture daemon: where audio comes from and where it goes."""
 
-    source: str = _f("speech", check=source_spec, doc="mic[:DEVICE] | file:PATH | ffmpeg:URL | stdin | speech | synth | scenes[:NOVEL_AFTER_S]")
+    source: str = _f("speech", check=source_spec, doc="mic[:DEVICE] | file:PATH | ffmpeg:URL | stdin | speech[:turns|sentences] | synth | scenes[:NOVEL_AFTER_S]")
     stream_id: str = _f("default", check=stream_id)
     connect: str = _f("tcp://127.0.0.1:5555", check=endpoints, doc="learner audio endpoint; several, comma-separated (a learner group's ranks): the stream goes to one, chosen by a stable hash of its id")
     sample_rate: int = _f(16000, check=in_range(8000, 192000))

@@ -8,7 +8,10 @@ from pathlib import Path
 from streamssl.config.checks import ConfigError
 
 SOURCE_KINDS = ("mic", "file", "ffmpeg", "stdin", "speech", "synth", "scenes")
-SOURCE_SPECS = "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech, synth, scenes[:NOVEL_AFTER_S]"
+SOURCE_SPECS = (
+    "mic[:DEVICE], file:PATH, ffmpeg:URL_OR_PATH, stdin, speech[:turns|sentences], synth, scenes[:NOVEL_AFTER_S]"
+)
+SPEECH_MODES = ("turns", "sentences")  # speech's argument; none means turns (capture/sources/speech.py)
 
 
 def source_spec_problem(spec: str) -> str | None:
@@ -19,8 +22,10 @@ def source_spec_problem(spec: str) -> str | None:
         return f"unknown source {kind!r}; allowed: {SOURCE_SPECS}"
     if kind in ("file", "ffmpeg") and not arg:
         return f"{kind} needs a path or URL, e.g. {kind}:/path/to/audio.wav"
-    if kind in ("stdin", "speech", "synth") and arg:
+    if kind in ("stdin", "synth") and arg:
         return f"{kind} takes no argument"
+    if kind == "speech" and arg and arg not in SPEECH_MODES:
+        return f"speech:{arg}: the argument is the mode, one of {', '.join(SPEECH_MODES)} (none: turns)"
     if kind == "scenes" and arg:
         try:
             novel_after = float(arg)

@@ -1,21 +1,35 @@
-"""Labelled evaluation sets: generated with espeak-ng, read back from a directory tree.
+"""Labelled evaluation sets: generated speech of held-out people, read back from a directory tree.
 
 A labelled set is a directory ``DIR/<label 1>/<label 2>/.../<n>.wav``: every directory
 level is one kind of label (for generated speech: speaker, then word), and the file is
 one utterance. A ``labels.json`` at the root names the levels; without it they are
 called ``level1``, ``level2``, ... so any tree of WAV files can be probed.
 
-Speech comes from espeak-ng (``streamssl.capture.espeak``) so that users and CI can rebuild the
-same set without downloads: voices are the speakers, a fixed vocabulary gives the
-words, and each repeat varies speaking rate and pitch so that a probe cannot win by
-memorising one waveform per class; level, onset and a noise floor vary too
-(``degrade``).
+Speech is synthesised locally so that users and CI can rebuild the same set without
+downloads; a fixed vocabulary gives the words. Two kinds of speakers (``voices``):
+
+- ``heldout`` (the default): the held-out side of ``streamssl.capture.voices`` -- recorded
+  voices of real people (MBROLA, flite, RHVoice, SVOX pico) that the training stream never
+  plays, so the speaker probe asks about people the learner never heard. Each person keeps
+  their voice: a base pitch and rate drawn once per person from the seed, with only a small
+  jitter per utterance (``PITCH_JITTER``, ``RATE_JITTER``). Speaker directories are the
+  person ids; ``labels.json`` records the side, each speaker's person, engine and voice,
+  and every utterance's parameters. Where the non-free voices are not installed,
+  ``voices.available_voices`` warns and fills up with synthetic espeak-ng voices, and
+  ``labels.json`` says so (``real_person: false``).
+- ``espeak``: the original set, espeak-ng formant variants whose rate and pitch are drawn
+  over a wide range per utterance (a weak speaker label, not a person). The same arguments
+  give the same files as before this option existed, so old results can be reproduced.
+
+Either way level, onset, a band limit and a coloured noise floor vary per utterance
+(``degrade``) so that a probe cannot win by memorising one waveform per class.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +48,20 @@ VOCABULARY = (
 LABELS_FILE = "labels.json"
 SPEECH_KINDS = ("speaker", "word")
 
+VOICE_SETS = ("heldout", "espeak")
+# Defaults per voice set. espeak: the original set (8 voices x 10 repeats). heldout: every
+# held-out person; 4 repeats keep the set near the old one's size (960 against 800
+# utterances), so `make eval` costs about what it did while the speaker probe still
+# trains and tests on 20 utterances per person (5 words x 4 repeats each side).
+DEFAULT_SPEAKERS = {"heldout": 24, "espeak": 8}
+DEFAULT_REPEATS = {"heldout": 4, "espeak": 10}
+# heldout: a person's base voice (espeak-ng's scales; other engines map them, see
+# capture/voices.py), drawn once per person, and the small per-utterance jitter around it.
+BASE_PITCH = (35, 65)
+BASE_WPM = (140, 190)
+PITCH_JITTER = 3  # +- steps of the 0-99 pitch scale
+RATE_JITTER = 0.05  # +- fraction of the person's base rate
+
 
 def speaker_voices(n: int) -> list[str]:
     """``n`` espeak voices that differ in accent *and* timbre from their neighbours.
@@ -45,6 +73,32 @@ def speaker_voices(n: int) -> list[str]:
     if not 1 <= n <= total:
         raise ValueError(f"--speakers must be in 1..{total}, got {n}")
     return [f"{BASE_VOICES[i % len(BASE_VOICES)]}+{VARIANTS[i % len(VARIANTS)]}" for i in range(n)]
+
+
+def speaker_dir(person: str) -> str:
+    """A person id as a directory name: anything but letters, digits, ``.``, ``_`` and ``-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", person)
+
+
+def heldout_speakers(n: int | None = None) -> list:
+    """The first ``n`` (default all) held-out voices in a fixed, gender-balanced order.
+
+    Women and men alternate (each in inventory order), so any prefix is balanced within
+    one person. Voices come from ``voices.available_voices("heldout")``: the installed real
+    people, or, where they are missing, synthetic espeak-ng fill-ins (with a warning).
+    """
+    from streamssl.capture.voices import available_voices
+
+    pool = available_voices("heldout")
+    women = [v for v in pool if v.gender == "female"]
+    men = [v for v in pool if v.gender != "female"]
+    order = [v for pair in zip(women, men) for v in pair]
+    order += women[len(order) // 2:] + men[len(order) // 2:]
+    if n is None:
+        return order
+    if not 1 <= n <= len(order):
+        raise ValueError(f"--speakers must be in 1..{len(order)} for the held-out voices, got {n}")
+    return order[:n]
 
 
 def degrade(
@@ -114,9 +168,10 @@ class LabelledSet:
 def generate_speech(
     out: str | Path,
     *,
-    speakers: int = 8,
+    voices: str = "heldout",
+    speakers: int | None = None,
     words: int = 10,
-    repeats: int = 10,
+    repeats: int | None = None,
     sample_rate: int = 16000,
     seed: int = 0,
     workers: int = 4,
@@ -124,35 +179,85 @@ def generate_speech(
 ) -> LabelledSet:
     """Write ``speakers x words x repeats`` utterances to ``out/<speaker>/<word>/<n>.wav``.
 
-    Rate and pitch are drawn per utterance from a seeded generator, so the same
-    arguments give the same set. espeak-ng runs as a subprocess, so a few threads keep
-    both cores busy without the GIL in the way.
+    ``voices`` picks the speakers (module docstring): ``"heldout"`` (default) the
+    held-out real people of ``capture/voices.py``, ``"espeak"`` the original espeak-ng
+    variants; ``speakers`` and ``repeats`` default per voice set (``DEFAULT_SPEAKERS``,
+    ``DEFAULT_REPEATS``). ``generate_speech(out, voices="espeak", ...)`` with the
+    arguments of an older call writes the same files that call wrote.
+
+    Everything is drawn from a seeded generator, so the same arguments give the same set.
+    The synthesisers run as subprocesses, so a few threads keep both cores busy without
+    the GIL in the way.
     """
+    if voices not in VOICE_SETS:
+        raise ValueError(f"--voices must be one of {', '.join(VOICE_SETS)}, got {voices!r}")
+    speakers = DEFAULT_SPEAKERS[voices] if speakers is None else speakers
+    repeats = DEFAULT_REPEATS[voices] if repeats is None else repeats
     if not 1 <= words <= len(VOCABULARY):
         raise ValueError(f"--words must be in 1..{len(VOCABULARY)}, got {words}")
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
     root = Path(out)
     rng = random.Random(seed)
-    jobs = []
-    for voice in speaker_voices(speakers):
-        for word in VOCABULARY[:words]:
-            for n in range(repeats):
-                wpm, pitch = rng.randint(120, 220), rng.randint(25, 75)
-                gain_db, snr_db, pad_s = rng.uniform(-20, 0), rng.uniform(5, 30), rng.uniform(0, 0.3)
-                jobs.append((root / voice / word / f"{n}.wav", word, voice, wpm, pitch, gain_db, snr_db, pad_s,
-                             rng.randrange(2**32)))
+    jobs, speaker_meta = [], []
+    if voices == "espeak":
+        for voice in speaker_voices(speakers):
+            speaker_meta.append({"dir": voice, "person": None, "engine": "espeak", "voice_id": voice,
+                                 "real_person": False})
+            for word in VOCABULARY[:words]:
+                for n in range(repeats):
+                    wpm, pitch = rng.randint(120, 220), rng.randint(25, 75)
+                    gain_db, snr_db, pad_s = rng.uniform(-20, 0), rng.uniform(5, 30), rng.uniform(0, 0.3)
+                    jobs.append((voice, voice, word, n, wpm, pitch, gain_db, snr_db, pad_s, rng.randrange(2**32)))
+    else:
+        # Base voices are drawn for every held-out person in the fixed order first, so a
+        # person keeps the same base pitch and rate whatever --speakers is.
+        everyone = heldout_speakers()
+        if not 1 <= speakers <= len(everyone):
+            raise ValueError(f"--speakers must be in 1..{len(everyone)} for the held-out voices, got {speakers}")
+        bases = {v.person: (rng.randint(*BASE_PITCH), rng.randint(*BASE_WPM)) for v in everyone}
+        for voice in everyone[:speakers]:
+            name = speaker_dir(voice.person)
+            base_pitch, base_wpm = bases[voice.person]
+            speaker_meta.append({
+                "dir": name, "person": voice.person, "engine": voice.engine, "voice_id": voice.voice_id,
+                "gender": voice.gender, "language": voice.language, "real_person": voice.real_person,
+                "side": voice.side, "base_pitch": base_pitch, "base_wpm": base_wpm,
+            })
+            for word in VOCABULARY[:words]:
+                for n in range(repeats):
+                    pitch = base_pitch + rng.randint(-PITCH_JITTER, PITCH_JITTER)
+                    wpm = int(round(base_wpm * rng.uniform(1 - RATE_JITTER, 1 + RATE_JITTER)))
+                    gain_db, snr_db, pad_s = rng.uniform(-20, 0), rng.uniform(5, 30), rng.uniform(0, 0.3)
+                    jobs.append((voice, name, word, n, wpm, pitch, gain_db, snr_db, pad_s, rng.randrange(2**32)))
 
     def make(job: tuple) -> None:
-        path, word, voice, wpm, pitch, gain_db, snr_db, pad_s, noise_seed = job
-        x = synthesize(word, voice=voice, sample_rate=sample_rate, words_per_minute=wpm, pitch=pitch)
+        voice, name, word, n, wpm, pitch, gain_db, snr_db, pad_s, noise_seed = job
+        if voices == "espeak":
+            x = synthesize(word, voice=voice, sample_rate=sample_rate, words_per_minute=wpm, pitch=pitch)
+        else:
+            from streamssl.capture.voices import synthesize_voice
+
+            x = synthesize_voice(voice, word, sample_rate=sample_rate, words_per_minute=wpm, pitch=pitch)
         x = degrade(x, sample_rate, gain_db=gain_db, snr_db=snr_db, pad_s=pad_s, seed=noise_seed, channel=channel)
+        path = root / name / word / f"{n}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, x, sample_rate, subtype="PCM_16")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(make, jobs))
-    (root / LABELS_FILE).write_text(json.dumps({"kinds": list(SPEECH_KINDS), "sample_rate": sample_rate}) + "\n")
+    meta = {
+        "kinds": list(SPEECH_KINDS), "sample_rate": sample_rate, "voices": voices,
+        "side": "heldout" if voices == "heldout" else None, "seed": seed, "words": list(VOCABULARY[:words]),
+        "repeats": repeats, "channel": channel,
+        "engines": sorted({m["engine"] for m in speaker_meta}), "speakers": speaker_meta,
+        "utterances": [
+            {"file": f"{name}/{word}/{n}.wav", "speaker": name, "word": word, "wpm": wpm, "pitch": pitch,
+             "gain_db": round(gain_db, 3), "snr_db": round(snr_db, 3), "pad_s": round(pad_s, 4)}
+            for _, name, word, n, wpm, pitch, gain_db, snr_db, pad_s, _ in jobs
+        ],
+    }
+    (root / LABELS_FILE).write_text(json.dumps(meta) + "\n")
     return load_labelled(root)
 
 

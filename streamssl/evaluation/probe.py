@@ -4,16 +4,21 @@ For every label kind of a labelled set (``streamssl.evaluation.dataset``), a log
 regression is trained on standardised, frozen, utterance-level features and scored on
 held-out utterances. Feature extractors (rows) are probed identically, on the same splits:
 
-- ``ssl``: the checkpoint, the project's readout of each utterance (``streamssl.learning.readout``);
-- ``live``: the checkpoint through the live path: each utterance cut into capture
-  windows and streamed through ``OnlineLearner.embed`` as a subscriber would receive it,
-  the window embeddings averaged — what a user of the live stream actually gets;
+- ``ssl`` ("SSL per file (readout)"): the checkpoint, the project's readout over each whole
+  utterance (``streamssl.learning.readout``) — what ``streamssl embed --per-file`` gives;
+- ``live`` ("SSL window mean (live)"): the checkpoint through the live path: each utterance
+  cut into capture windows and streamed through ``OnlineLearner.embed`` as a subscriber
+  would receive it, the window embeddings averaged — what a user of the live stream (or of
+  ``streamssl embed`` without ``--per-file``, averaging its rows) actually gets;
 - ``offline``: the optional offline reference, the same model trained on the same audio
   for the same number of steps, but on shuffled examples (``streamssl.evaluation.reference``);
 - ``random``: the same architecture and readout at random initialisation, untrained —
   separates what training added from what the architecture gives for free;
 - ``logmel``: mean and standard deviation over time of the project's own log-mel
-  front end — what any model must beat to have learned anything.
+  front end — what any model must beat to have learned anything;
+- ``mfcc``: the classic speaker/word baseline from the same front end: ``N_MFCC`` cepstral
+  coefficients (orthonormal DCT-II of the log-mel frames) with their deltas and
+  delta-deltas, each pooled as mean and standard deviation over time.
 
 **Transfer splits.** With two label kinds (speaker, word) a probe must generalise across
 the *other* kind: the speaker probe trains on half of the words and is tested on the
@@ -42,14 +47,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-ROWS = ("ssl", "live", "offline", "random", "logmel")
+ROWS = ("ssl", "live", "offline", "random", "logmel", "mfcc")
 ROW_TITLES = {
-    "ssl": "SSL (checkpoint, readout)",
-    "live": "SSL via live windows",
+    "ssl": "SSL per file (readout)",
+    "live": "SSL window mean (live)",
     "offline": "offline reference (shuffled)",
     "random": "random init (same arch)",
     "logmel": "mean+std log-mel",
+    "mfcc": "mean+std MFCC+Δ+ΔΔ",
 }
+N_MFCC = 20  # cepstral coefficients kept (c0..c19), capped at the front end's n_mels
+DELTA_WIDTH = 2  # frames each side of the delta regression (HTK's usual N = 2)
 TEST_FRACTION = 0.25
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -94,6 +102,7 @@ class EvalReport:
     results: list[ProbeResult] = field(default_factory=list)
     effective_rank: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)  # what the set's labels.json says it is (``dataset_summary``)
 
     def result(self, kind: str, row: str) -> ProbeResult:
         return next(r for r in self.results if r.kind == kind and r.row == row)
@@ -117,6 +126,25 @@ class EvalReport:
         out["accuracy"] = {k: {r.row: r.mean for r in self.results if r.kind == k} for k in self.kinds}
         out["accuracy_std"] = {k: {r.row: r.std for r in self.results if r.kind == k} for k in self.kinds}
         return out
+
+
+def dataset_summary(root) -> dict:
+    """Which speakers a generated set holds, from its ``labels.json`` (empty for a plain tree of WAVs)."""
+    import json
+    from pathlib import Path
+
+    from streamssl.evaluation.dataset import LABELS_FILE
+
+    path = Path(root) / LABELS_FILE
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    if "voices" not in meta:
+        return {}
+    speakers = meta.get("speakers", [])
+    return {
+        "voices": meta["voices"], "side": meta.get("side"), "seed": meta.get("seed"),
+        "engines": meta.get("engines", []), "persons": [s.get("person") or s.get("dir") for s in speakers],
+        "real_persons": sum(bool(s.get("real_person")) for s in speakers),
+    }
 
 
 def effective_rank(x: np.ndarray) -> float:
@@ -180,6 +208,51 @@ def pooled_logmel(cfg, audio: Sequence[np.ndarray]) -> np.ndarray:
         for x in audio:
             mel = front(torch.from_numpy(np.ascontiguousarray(x))[None])[0]  # (frames, n_mels)
             rows.append(torch.cat([mel.mean(0), mel.std(0)]).numpy())
+    return np.stack(rows).astype(np.float32)
+
+
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_in, n_out) orthonormal DCT-II basis: ``x @ dct_matrix(n, k) == scipy.fft.dct(x, norm="ortho")[..., :k]``."""
+    n = np.arange(n_in)[:, None]
+    k = np.arange(n_out)[None, :]
+    basis = np.cos(np.pi * (2 * n + 1) * k / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis
+
+
+def deltas(x, width: int = DELTA_WIDTH):
+    """Regression deltas over time of (frames, dims): sum_n n (x[t+n] - x[t-n]) / (2 sum_n n^2), edges repeated."""
+    import torch
+
+    t = x.shape[0]
+    padded = torch.cat([x[:1].expand(width, -1), x, x[-1:].expand(width, -1)])
+    out = sum(n * (padded[width + n: width + n + t] - padded[width - n: width - n + t]) for n in range(1, width + 1))
+    return out / (2 * sum(n * n for n in range(1, width + 1)))
+
+
+def pooled_mfcc(cfg, audio: Sequence[np.ndarray], n_mfcc: int = N_MFCC) -> np.ndarray:
+    """(n, 6 * n_mfcc): mean and std over time of MFCCs, their deltas and delta-deltas.
+
+    Mirrors ``pooled_logmel``: the learner's own log-mel front end per clip, then an
+    orthonormal DCT-II over the mel bins keeps the first ``n_mfcc`` coefficients (c0
+    included), and the clip's frames are pooled as mean and std (torch's, as there).
+    Order: [mean c, mean Δ, mean ΔΔ, std c, std Δ, std ΔΔ].
+    """
+    import torch
+
+    from streamssl.learning.features import LogMel
+
+    front = LogMel(cfg.features)
+    n_mfcc = min(n_mfcc, front.n_mels)
+    dct = torch.from_numpy(dct_matrix(front.n_mels, n_mfcc)).float()
+    rows = []
+    with torch.no_grad():
+        for x in audio:
+            mel = front(torch.from_numpy(np.ascontiguousarray(x))[None])[0]  # (frames, n_mels)
+            c = mel @ dct  # (frames, n_mfcc)
+            d = deltas(c)
+            frames = torch.cat([c, d, deltas(d)], dim=1)
+            rows.append(torch.cat([frames.mean(0), frames.std(0)]).numpy())
     return np.stack(rows).astype(np.float32)
 
 
@@ -252,6 +325,7 @@ def evaluate(
     """
     audio = data.load_audio(sample_rate)
     report = EvalReport(checkpoint, str(data.root), list(seeds), len(audio), model_step, list(data.kinds))
+    report.dataset = dataset_summary(data.root)
     labels = {kind: np.asarray(data.labels(kind)) for kind in data.kinds}
     splits = {kind: [_splits(data, kind, seed) for seed in seeds] for kind in data.kinds}
     for row, runs in embedders.items():
@@ -303,5 +377,9 @@ def print_report(report: EvalReport) -> None:
     table.add_row("chance", "", *(f"{chance[k]:.3f}" for k in report.kinds), "", style="dim")
     console = Console(width=max(120, Console().width))
     console.print(table)
+    if d := report.dataset:
+        who = (f"{len(d['persons'])} held-out speakers ({d['real_persons']} real persons; {', '.join(d['engines'])})"
+               if d["voices"] == "heldout" else f"{len(d['persons'])} espeak-ng variant speakers")
+        console.print(f"data: {who}")
     if ratio := report.online_vs_offline():
         console.print("online / offline: " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))

@@ -20,18 +20,18 @@ import functools
 import numpy as np
 import torch
 
-from streamssl.config import ConfigError
+from streamssl.config import ConfigError, parse_source_spec
 
 REFERENCE_STREAM = "offline-reference"
 
 
-def recorded_speech(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
-    """The first ``seconds`` of ``SpeechSource(seed)``, as fast as espeak-ng makes it."""
+def recorded_speech(seed: int, seconds: float, sample_rate: int, mode: str = "turns") -> np.ndarray:
+    """The first ``seconds`` of ``SpeechSource(seed, mode)``, as fast as it can be synthesised."""
     from streamssl.capture.sources.speech import SpeechSource
 
     block = sample_rate // 2
     need = int(round(seconds * sample_rate))
-    src = SpeechSource(seed=seed, sample_rate=sample_rate, channels=1, block_frames=block, realtime=False)
+    src = SpeechSource(seed=seed, mode=mode, sample_rate=sample_rate, channels=1, block_frames=block, realtime=False)
     out, have = [], 0
     try:
         for b in src:
@@ -62,9 +62,9 @@ def learn_online(learner, audio: np.ndarray, stream_id: str = "speech", window_m
 
 
 @functools.lru_cache(maxsize=1)
-def _recorded_speech_once(seed: int, seconds: float, sample_rate: int) -> np.ndarray:
-    """Several reference runs share one regeneration of the stream (espeak-ng takes a while for minutes)."""
-    return recorded_speech(seed, seconds, sample_rate)
+def _recorded_speech_once(seed: int, seconds: float, sample_rate: int, mode: str) -> np.ndarray:
+    """Several reference runs share one regeneration of the stream (synthesis takes a while for minutes)."""
+    return recorded_speech(seed, seconds, sample_rate, mode)
 
 
 def train_reference(online, device: str = "cpu", run: int = 0):
@@ -84,7 +84,8 @@ def train_reference(online, device: str = "cpu", run: int = 0):
             "speech source can be regenerated for an offline reference"
         )
     rate = cfg.features.sample_rate
-    audio = _recorded_speech_once(cfg.capture.seed, online.audio_seconds, rate)
+    _, mode = parse_source_spec(cfg.capture.source)
+    audio = _recorded_speech_once(cfg.capture.seed, online.audio_seconds, rate, mode or "turns")
     ref = OnlineLearner(cfg, device=device)
     n = ref.example_samples
     if len(audio) <= n:

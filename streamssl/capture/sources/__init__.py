@@ -7,7 +7,7 @@ known to be wrong before audio flows (unknown kind, missing file, no such device
 missing tool) raises ``ConfigError`` here, so the daemon fails at start with one line;
 failures while running raise ``SourceError``.
 
-Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``speech``,
+Specs: ``mic[:DEVICE]``, ``file:PATH``, ``ffmpeg:URL_OR_PATH``, ``stdin``, ``speech[:turns|sentences]``,
 ``synth``, ``scenes[:NOVEL_AFTER_S]``; their rules live once, in ``config.parse_source_spec`` (re-exported here as
 ``parse_spec``), so a config file and ``open_source`` refuse the same specs.
 """
@@ -52,7 +52,7 @@ def open_source(
     if kind == "speech":
         from streamssl.capture.sources.speech import SpeechSource
 
-        return SpeechSource(seed=seed, **common)
+        return SpeechSource(seed=seed, mode=arg or "turns", **common)
     if kind == "scenes":
         from streamssl.capture.sources.scenes import ScenesSource
 
