@@ -9,7 +9,11 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 DEB_PACKAGES := libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils espeak-ng sox ffmpeg prometheus iproute2 util-linux
 SECONDS ?= 60
-EVAL_SECONDS ?= 600
+# make eval: an hour of the conversation stream through the real daemons, as fast as the
+# learner learns it (EVAL_BATCH new windows a step), then the probe on held-out people.
+EVAL_AUDIO_SECONDS ?= 3600
+EVAL_BATCH ?= 8
+EVAL_WALL_CAP ?= 3600
 # install-units: where the rendered systemd units go (DESTDIR stages a package root) and
 # where they read their configs.
 UNITDIR ?= /etc/systemd/system
@@ -67,7 +71,8 @@ bench: venv
 eval: venv
 	$(VENV)/bin/streamssl data speech --out runs/eval-data
 	rm -rf runs/eval-train  # a fresh model each time: the demo would resume an old checkpoint
-	$(VENV)/bin/streamssl demo --seconds $(EVAL_SECONDS) --out runs/eval-train --no-live
+	$(VENV)/bin/streamssl demo --audio-seconds $(EVAL_AUDIO_SECONDS) --seconds $(EVAL_WALL_CAP) \
+	  --set learner.batch_max=$(EVAL_BATCH) --out runs/eval-train --no-live
 	$(VENV)/bin/streamssl eval --checkpoint runs/eval-train/checkpoints --data runs/eval-data --seeds 3 --reference 3 --random-inits 3 --json runs/eval.json
 
 # Render daemons/*.service.in with this venv's streamssl and CONFDIR into $(DESTDIR)$(UNITDIR).

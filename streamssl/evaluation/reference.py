@@ -91,11 +91,14 @@ def train_reference(online, device: str = "cpu", run: int = 0):
     if len(audio) <= n:
         raise ConfigError(f"--reference: the checkpoint learned from {online.audio_seconds:.1f} s, too little to shuffle")
     rng = np.random.default_rng(cfg.learner.seed + run)
-    batch = 1 + cfg.learner.replay_per_step  # one new window plus replay, as each live step at real-time pace
+    # As many new windows per step as the online learner had on average: one at real-time pace,
+    # up to batch_max when it caught up on recorded audio (demo --audio-seconds); plus replay.
+    new = max(1, round(online.audio_seconds / (cfg.capture.window_ms / 1000) / max(1, online.step)))
+    batch = new + cfg.learner.replay_per_step
     stream = torch.full((batch,), stream_hash(REFERENCE_STREAM), dtype=torch.long, device=ref.device)
     for _ in range(online.step):
         starts = rng.integers(0, len(audio) - n, batch)
         examples = torch.from_numpy(np.stack([audio[s:s + n] for s in starts])).to(ref.device)
         time_ns = torch.from_numpy(((starts + n) * (1e9 / rate)).astype(np.int64)).to(ref.device)
-        ref.core.step(examples, stream, time_ns, new=1)
+        ref.core.step(examples, stream, time_ns, new=new)
     return ref
