@@ -14,6 +14,13 @@ table and writes JSON; asserts nothing.
 
     .venv/bin/python bench/speaker_oracle.py --config configs/default.toml --steps 800 [--batch 40]
 
+With ``--stream conversation --minutes M`` it is the ceiling for the conversation stream
+instead: the examples are 1-s crops of the first M minutes of ``SpeechSource(seed=0)``
+that lie inside one turn of one person (labels from ``conversation_plan``, which the stream
+follows exactly), the label is that person (the training side's people), and the probe is
+``bench/speakers.py``'s: the 24 held-out people the stream never plays, with log-mel and
+MFCC rows beside it.
+
 The readout's std has an infinite gradient where a feature is constant over a segment,
 so the head reads the same statistics with a small floor under the variance.
 """
@@ -58,6 +65,23 @@ def sentences(n: int, seed: int, rate: int) -> tuple[list[np.ndarray], np.ndarra
 VAR_FLOOR = 1e-4  # under the readout's std while the cross-entropy trains through it (readout.stats_pool)
 
 
+def conversation_examples(minutes: float, rate: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The first ``minutes`` of the conversation, a per-sample (person index, turn) label (-1 where
+    no one person speaks), and how many people it holds."""
+    from streamssl.capture.sources.conversation import conversation_plan
+    from streamssl.evaluation.reference import recorded_speech
+
+    audio = recorded_speech(0, minutes * 60, rate, "turns")
+    people: dict[str, int] = {}
+    who = np.full(len(audio), -1)
+    turn = np.full(len(audio), -1)
+    for seg in conversation_plan(0, minutes * 60, rate):
+        if seg.kind == "speech" and seg.speaker is not None:
+            who[seg.start:seg.end] = people.setdefault(seg.speaker, len(people))
+            turn[seg.start:seg.end] = seg.turn if seg.turn is not None else -1
+    return audio, who, turn, len(people)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="configs/default.toml")
@@ -65,6 +89,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=0, help="examples per step (default: 1 + learner.replay_per_step)")
     p.add_argument("--sentences", type=int, default=1200)
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
+    p.add_argument("--stream", default="sentences", choices=("sentences", "conversation"))
+    p.add_argument("--minutes", type=float, default=30.0, help="--stream conversation: minutes to draw crops from")
     add_random_inits(p)
     p.add_argument("--out", default="bench/speaker_oracle.json")
     args = p.parse_args()
@@ -73,43 +99,68 @@ def main() -> int:
     batch = args.batch or 1 + cfg.learner.replay_per_step
     learner = OnlineLearner(cfg, device="cpu")
     core = learner.core
-    utterances, voice = sentences(args.sentences, 0, cfg.features.sample_rate)
+    n = core.example_samples
+    if args.stream == "conversation":
+        stream, who, turn, classes = conversation_examples(args.minutes, cfg.features.sample_rate, n)
+        # a crop is one person's when its first, middle and last sample are in one turn of theirs
+        starts = np.arange(0, len(stream) - n, cfg.features.sample_rate // 10)
+        ok = (who[starts] >= 0) & (who[starts] == who[starts + n - 1]) & (who[starts] == who[starts + n // 2]) & (
+            turn[starts] == turn[starts + n - 1])
+        starts = starts[ok]
+        print(f"conversation: {args.minutes:g} min, {classes} people, {len(starts)} one-person crops", flush=True)
+    else:
+        utterances, voice = sentences(args.sentences, 0, cfg.features.sample_rate)
+        classes = len(VOICES)
     with torch.random.fork_rng(devices=[]):  # the head's init from the learner's seed: a rerun repeats the table
         torch.manual_seed(cfg.learner.seed)
-        head = torch.nn.Linear(core.dim, len(VOICES))
+        head = torch.nn.Linear(core.dim, classes)
     optimizer = torch.optim.AdamW([*core.backbone.parameters(), *head.parameters()], lr=cfg.learner.lr,
                                   weight_decay=cfg.learner.weight_decay)
-    rng, g, n = np.random.default_rng(1), torch.Generator().manual_seed(1), core.example_samples
+    rng, g = np.random.default_rng(1), torch.Generator().manual_seed(1)
     for step in range(args.steps):
-        idx = rng.integers(0, len(utterances), batch)
-        crops = []
-        for i in idx:
-            u = np.pad(utterances[i], (0, max(0, n + 1 - len(utterances[i]))))
-            start = int(rng.integers(0, len(u) - n))
-            crops.append(u[start:start + n])
+        if args.stream == "conversation":
+            picked = starts[rng.integers(0, len(starts), batch)]
+            crops, labels = [stream[s:s + n] for s in picked], who[picked]
+        else:
+            idx = rng.integers(0, len(utterances), batch)
+            crops, labels = [], voice[idx]
+            for i in idx:
+                u = np.pad(utterances[i], (0, max(0, n + 1 - len(utterances[i]))))
+                start = int(rng.integers(0, len(u) - n))
+                crops.append(u[start:start + n])
         audio = torch.from_numpy(np.stack(crops))
         with torch.no_grad():
             mel = core.logmel(audio)  # the clean input's frames: its statistics and the readout's energy gate
             core.normaliser.update(mel)  # input statistics, as the learner folds in new frames
         view = core.views.view(audio, g)
         z, c, _ = core.backbone(view)
-        loss = F.cross_entropy(head(readout.pool(z, c, mel, VAR_FLOOR)), torch.from_numpy(voice[idx]))
+        loss = F.cross_entropy(head(readout.pool(z, c, mel, VAR_FLOOR)), torch.from_numpy(labels))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 100 == 0 or step == args.steps - 1:
             print(f"step {step:5d}  cross-entropy {loss.item():.3f}", flush=True)
-    audio, speaker, word = probe_set()
+    if args.stream == "conversation":
+        from speakers import heldout_set
+
+        from streamssl.evaluation.probe import pooled_logmel, pooled_mfcc
+
+        audio, speaker, word = heldout_set()
+    else:
+        audio, speaker, word = probe_set()
     seeds = range(args.seeds)
     rows = {"supervised": probe(learner_embedder(learner)(audio), speaker, word, seeds),
             "random": probe_random_inits(learner, audio, speaker, word, seeds, args.random_inits)}
+    if args.stream == "conversation":
+        rows["logmel"] = probe(pooled_logmel(cfg, audio), speaker, word, seeds)
+        rows["mfcc"] = probe(pooled_mfcc(cfg, audio), speaker, word, seeds)
     print(f"\n{'row':12s} {'speaker':>14s} {'word':>14s} {'eff. rank':>9s}   ({args.steps} steps of {batch})")
     for row, r in rows.items():
         print(f"{row:12s} {r['speaker'][0]:.3f}±{r['speaker'][1]:.3f} {r['word'][0]:.3f}±{r['word'][1]:.3f}"
               f" {r['effective_rank']:9.1f}")
     with open(args.out, "w") as f:
-        json.dump({"config": args.config, "steps": args.steps, "batch": batch, "sentences": args.sentences,
-                   "rows": rows}, f, indent=2)
+        json.dump({"config": args.config, "steps": args.steps, "batch": batch, "stream": args.stream,
+                   "sentences": args.sentences, "minutes": args.minutes, "rows": rows}, f, indent=2)
     return 0
 
 
