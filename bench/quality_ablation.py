@@ -127,22 +127,32 @@ def add_random_inits(p: argparse.ArgumentParser) -> None:
                    help="random networks pooled in the random-init row (default 3)")
 
 
+def add_recipe_arguments(p: argparse.ArgumentParser, recipes: dict[str, list[str]]) -> None:
+    """``--recipe NAME`` (repeatable, default all) and ``--set NAME:OVERRIDES`` of the recipe benches."""
+    p.add_argument("--recipe", action="append", choices=tuple(recipes), help="default: all")
+    p.add_argument("--set", action="append", default=[], metavar="NAME:OVERRIDES",
+                   help="a recipe of your own: NAME:section.field=value,... (repeatable)")
+
+
+def recipe_order(args: argparse.Namespace, recipes: dict[str, list[str]]) -> list[str]:
+    """The recipes to run, in order: the named ones, then the user's own (added to ``recipes``)."""
+    for spec in args.set:
+        name, _, overrides = spec.partition(":")
+        recipes[name] = [o for o in overrides.split(",") if o]
+    return (args.recipe or []) + [spec.partition(":")[0] for spec in args.set] or list(recipes)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="tests/configs/small.toml")
     p.add_argument("--windows", type=int, default=800, help="500 ms windows of streamed speech to learn from")
-    p.add_argument("--recipe", action="append", choices=tuple(RECIPES), help="default: all")
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
     p.add_argument("--stream-seed", type=int, default=0)
+    add_recipe_arguments(p, RECIPES)
     add_random_inits(p)
     p.add_argument("--out", default="bench/quality_ablation.json")
-    p.add_argument("--set", action="append", default=[], metavar="NAME:OVERRIDES",
-                   help="a recipe of your own: NAME:section.field=value,... (repeatable)")
     args = p.parse_args()
-    for spec in args.set:
-        name, _, overrides = spec.partition(":")
-        RECIPES[name] = [o for o in overrides.split(",") if o]
-    order = (args.recipe or []) + [spec.partition(":")[0] for spec in args.set] or list(RECIPES)
+    order = recipe_order(args, RECIPES)
     torch.set_num_threads(1)
     seeds = range(args.seeds)
     audio, speaker, word = probe_set()

@@ -32,7 +32,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from quality_ablation import add_random_inits, probe, probe_random_inits  # noqa: E402
+from quality_ablation import (  # noqa: E402
+    add_random_inits, add_recipe_arguments, probe, probe_random_inits, recipe_order,
+)
 
 from streamssl import config  # noqa: E402
 from streamssl.evaluation.dataset import generate_speech  # noqa: E402
@@ -63,17 +65,12 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10.0, help="minutes of the stream to learn from")
     p.add_argument("--stream", default="turns", choices=("turns", "sentences"))
     p.add_argument("--stream-seed", type=int, default=0)
-    p.add_argument("--recipe", action="append", choices=tuple(RECIPES), help="default: all")
     p.add_argument("--seeds", type=int, default=5, help="probe split seeds")
-    p.add_argument("--set", action="append", default=[], metavar="NAME:OVERRIDES",
-                   help="a recipe of your own: NAME:section.field=value,... (repeatable)")
+    add_recipe_arguments(p, RECIPES)
     add_random_inits(p)
     p.add_argument("--out", default="bench/speakers.json")
     args = p.parse_args()
-    for spec in args.set:
-        name, _, overrides = spec.partition(":")
-        RECIPES[name] = [o for o in overrides.split(",") if o]
-    order = (args.recipe or []) + [spec.partition(":")[0] for spec in args.set] or list(RECIPES)
+    order = recipe_order(args, RECIPES)
     torch.set_num_threads(1)
     seeds = range(args.seeds)
     t0 = time.monotonic()
