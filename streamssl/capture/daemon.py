@@ -34,12 +34,14 @@ import queue
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import zmq
 
 from streamssl import __version__
+from streamssl.atomic import atomic_write
 from streamssl.config import Config, ConfigError
 from streamssl.observability.metrics import CaptureMetrics, serve
 from streamssl.capture.sources import Source, SourceError, open_source, parse_spec
@@ -340,14 +342,6 @@ class Capture:
         }
 
 
-def write_summary(summary: dict, path: str | os.PathLike) -> None:
-    """Write ``summary`` as JSON by rename, so a reader never sees half of it."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(summary, f)
-    os.replace(tmp, path)
-
-
 def run_capture(cfg: Config, summary_json: str | os.PathLike | None = None) -> int:
     """Run a capture daemon until done, stopping cleanly on SIGINT/SIGTERM; with
     ``summary_json``, write its exit counts (``Capture.summary``) there when it stops."""
@@ -361,4 +355,4 @@ def run_capture(cfg: Config, summary_json: str | os.PathLike | None = None) -> i
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if summary_json:
-            write_summary(cap.summary(), summary_json)
+            atomic_write(Path(summary_json), lambda f: f.write(json.dumps(cap.summary()).encode()))

@@ -30,7 +30,8 @@ import zmq
 from streamssl import wire
 from streamssl.config import Config
 from streamssl.events.clusterer import EventClusterer, ModelChanged
-from streamssl.learning.checkpoint import atomic_write, newest_loadable, prune
+from streamssl.atomic import atomic_write
+from streamssl.learning.checkpoint import newest_loadable, prune
 from streamssl.observability.metrics import EventsMetrics, serve
 from streamssl.serving.subscriber import subscribe
 from streamssl.transport import make_socket

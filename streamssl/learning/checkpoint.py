@@ -22,16 +22,14 @@ import dataclasses
 import hashlib
 import io
 import logging
-import os
-import threading
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
 
 from streamssl import config as config_mod
+from streamssl.atomic import atomic_write  # noqa: F401 - re-exported: the checkpoint's own write
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +85,6 @@ def write(state: dict, directory: str | Path, keep: int = 3) -> Path:
     atomic_write(path, lambda f: torch.save(envelope, f))
     prune(directory, PATTERN, keep)
     return path
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """``write(f)`` into ``path`` so a reader sees the old file or the new one, never half of one:
-    a temp file in the same directory, fsync, rename, fsync of the directory. On any failure
-    (a full disk) the temp file is removed and the old file stays."""
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{threading.get_native_id()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def prune(directory: Path, pattern: str, keep: int) -> None:
